@@ -1,0 +1,1 @@
+// Placeholder: replaced by the llama2.c header reader.
