@@ -1,0 +1,47 @@
+//===- runtime/Engine.h - Running a loaded plan on one device ---*- C++ -*-===//
+//
+// An Engine owns everything one device needs to run a plan's decode step:
+// weights, the arena and the KV cache, all set up once. The generation loop
+// (runtime/Generate.h) only calls step functions.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/IR.h"
+#include "runtime/plan/PlanFile.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <string>
+
+namespace llamac::runtime {
+
+class Engine {
+public:
+  virtual ~Engine() = default;
+  /// "cpu (16 threads)", "cuda: NVIDIA H100 80GB HBM3 (sm_90)".
+  virtual std::string deviceName() const = 0;
+  /// @decode_greedy: feeds `token` at `pos` and returns the argmax token.
+  virtual llvm::Expected<int> stepGreedy(int token, int pos) = 0;
+  /// @decode: feeds `token` at `pos` and returns the logits (host memory,
+  /// valid until the next step; the sampler may modify them).
+  virtual llvm::Expected<llvm::MutableArrayRef<float>> stepLogits(int token, int pos) = 0;
+  virtual uint64_t arenaBytes() const = 0;
+  virtual uint64_t kvCacheBytes() const = 0;
+};
+
+/// The plan's IR, parsed and checked against its weights sidecar.
+struct PlanProgram {
+  std::unique_ptr<ir::Module> module;
+  const ir::Function *decode = nullptr;
+  const ir::Function *decodeGreedy = nullptr;
+};
+llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef planName);
+
+/// The CPU executor behind the Engine interface. `threads` 0: one per core.
+llvm::Expected<std::unique_ptr<Engine>> createCpuEngine(const LoadedPlan &plan, const PlanProgram &program,
+                                                        unsigned threads);
+
+} // namespace llamac::runtime

@@ -1,0 +1,68 @@
+#include "runtime/Engine.h"
+
+#include "ir/Parser.h"
+#include "runtime/cpu/CpuExecutor.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+namespace llamac::runtime {
+
+llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef planName) {
+  PlanProgram program;
+  auto m = ir::parseModule(plan.plan.ir(), (planName + " (ir)").str());
+  if (!m) return m.takeError();
+  program.module = std::move(*m);
+  program.decode = program.module->function("decode");
+  program.decodeGreedy = program.module->function("decode_greedy");
+  if (!program.decode || !program.decodeGreedy)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "%s: the plan has no @decode and @decode_greedy functions", planName.str().c_str());
+  if (auto e = checkWeightsFit(*program.module, plan.weights->getBufferSize(), plan.plan.weights().file_name()))
+    return e;
+  return program;
+}
+
+namespace {
+
+class CpuEngine : public Engine {
+public:
+  CpuEngine(const PlanProgram &program, std::unique_ptr<WeightStore> weights, std::unique_ptr<CpuExecutor> exec)
+      : program_(program), weights_(std::move(weights)), exec_(std::move(exec)) {}
+
+  std::string deviceName() const override { return llvm::formatv("cpu ({0} threads)", threads_).str(); }
+
+  llvm::Expected<int> stepGreedy(int token, int pos) override {
+    if (auto e = exec_->step(*program_.decodeGreedy, token, pos)) return e;
+    return exec_->outputToken(*program_.decodeGreedy);
+  }
+
+  llvm::Expected<llvm::MutableArrayRef<float>> stepLogits(int token, int pos) override {
+    if (auto e = exec_->step(*program_.decode, token, pos)) return e;
+    llvm::ArrayRef<float> logits = exec_->outputVector(*program_.decode);
+    return llvm::MutableArrayRef<float>(const_cast<float *>(logits.data()), logits.size());
+  }
+
+  uint64_t arenaBytes() const override { return exec_->arenaBytes(); }
+  uint64_t kvCacheBytes() const override { return exec_->kvCacheBytes(); }
+  unsigned threads_ = 0;
+
+private:
+  const PlanProgram &program_;
+  std::unique_ptr<WeightStore> weights_;
+  std::unique_ptr<CpuExecutor> exec_;
+};
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<Engine>> createCpuEngine(const LoadedPlan &plan, const PlanProgram &program,
+                                                        unsigned threads) {
+  auto weights = WeightStore::create(*program.module, plan.weights->getBuffer(), plan.plan.weights().file_name());
+  if (!weights) return weights.takeError();
+  auto exec = CpuExecutor::create(*program.module, **weights, threads);
+  if (!exec) return exec.takeError();
+  auto engine = std::make_unique<CpuEngine>(program, std::move(*weights), std::move(*exec));
+  engine->threads_ = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+} // namespace llamac::runtime
