@@ -54,12 +54,12 @@ cl::opt<int64_t> maxSeqLen("max-seq-len", cl::desc("Positions the KV cache holds
                            cl::init(0), cl::sub(compileCmd), cl::cat(category));
 cl::opt<double> ropeTheta("rope-theta", cl::desc("RoPE base (default 10000, llama2.c)"), cl::init(10000.0),
                           cl::sub(compileCmd), cl::cat(category));
-enum OptLevel : unsigned { O0, O1, O2 };
-cl::opt<OptLevel> optLevel(cl::desc("Optimization level"), cl::init(O2),
-                           cl::values(clEnumValN(O0, "O0", "No optimization (memory planned without reuse)"),
-                                      clEnumValN(O1, "O1", "Clean-up and RMSNorm gain folding"),
-                                      clEnumValN(O2, "O2", "Every fusion (default)")),
-                           cl::sub(compileCmd), cl::cat(category));
+// Literal-valued options do not register under LLVM 14 subcommands, so the
+// levels and dump views are plain flags.
+cl::opt<bool> optO0("O0", cl::desc("No optimization (memory planned without reuse)"), cl::sub(compileCmd),
+                    cl::cat(category));
+cl::opt<bool> optO1("O1", cl::desc("Clean-up and RMSNorm gain folding"), cl::sub(compileCmd), cl::cat(category));
+cl::opt<bool> optO2("O2", cl::desc("Every fusion (the default)"), cl::sub(compileCmd), cl::cat(category));
 enum class Emit { Ir, OptIr, Plan };
 cl::opt<Emit> emit("emit", cl::desc("What to write"), cl::init(Emit::Plan),
                    cl::values(clEnumValN(Emit::Ir, "ir", "The IR as imported, before any pass"),
@@ -86,13 +86,12 @@ cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass"), cl::sub(comp
 
 // --- dump --------------------------------------------------------------------
 cl::opt<std::string> planPath(cl::Positional, cl::desc("<plan.pb>"), cl::Required, cl::sub(dumpCmd), cl::cat(category));
-cl::opt<tools::DumpKind> dumpKind(
-    cl::desc("What to print"), cl::init(tools::DumpKind::Summary),
-    cl::values(clEnumValN(tools::DumpKind::Summary, "summary", "Model, sizes, ops per layer (default)"),
-               clEnumValN(tools::DumpKind::Ir, "ir", "The optimized IR"),
-               clEnumValN(tools::DumpKind::Memory, "memory", "Every arena buffer: offset, size, live range"),
-               clEnumValN(tools::DumpKind::Dot, "dot", "Graphviz of the IR")),
-    cl::sub(dumpCmd), cl::cat(category));
+cl::opt<bool> dumpSummary("summary", cl::desc("Model, sizes, ops per layer (the default)"), cl::sub(dumpCmd),
+                          cl::cat(category));
+cl::opt<bool> dumpIr("ir", cl::desc("The optimized IR"), cl::sub(dumpCmd), cl::cat(category));
+cl::opt<bool> dumpMemory("memory", cl::desc("Every arena buffer: offset, size, live range"), cl::sub(dumpCmd),
+                         cl::cat(category));
+cl::opt<bool> dumpDot("dot", cl::desc("Graphviz of the IR"), cl::sub(dumpCmd), cl::cat(category));
 
 [[noreturn]] void fail(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "llamac") << msg << "\n";
@@ -196,7 +195,8 @@ int compile() {
   }
 
   passes::PipelineOptions pipelineOptions;
-  pipelineOptions.optLevel = optLevel;
+  if (optO0 + optO1 + optO2 > 1) fail("give at most one of -O0, -O1, -O2");
+  pipelineOptions.optLevel = optO0 ? 0 : optO1 ? 1 : 2;
   pipelineOptions.weightDType = dtype;
   passes::PassManager pm(instrumentation());
   passes::addDefaultPipeline(pm, pipelineOptions);
@@ -244,7 +244,12 @@ int opt() {
 
 int dump() {
   runtime::LoadedPlan loaded = check(runtime::readPlan(planPath, runtime::VerifyWeights::No));
-  check(tools::dumpPlan(loaded.plan, planPath, dumpKind, llvm::outs()));
+  if (dumpSummary + dumpIr + dumpMemory + dumpDot > 1) fail("give one of --summary, --ir, --memory, --dot");
+  tools::DumpKind kind = dumpIr       ? tools::DumpKind::Ir
+                         : dumpMemory ? tools::DumpKind::Memory
+                         : dumpDot    ? tools::DumpKind::Dot
+                                      : tools::DumpKind::Summary;
+  check(tools::dumpPlan(loaded.plan, planPath, kind, llvm::outs()));
   return 0;
 }
 
