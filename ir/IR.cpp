@@ -118,6 +118,7 @@ llvm::SmallVector<Op *, 4> Function::users(const Value *v) const {
 bool Function::isReturned(const Value *v) const { return llvm::is_contained(results_, v); }
 
 void Function::replaceAllUsesWith(Value *from, Value *to) {
+  assert(from->type() == to->type() && "replacing a value with one of another type");
   for (const auto &op : ops_)
     for (unsigned i = 0; i < op->operands().size(); ++i)
       if (op->operand(i) == from) op->setOperand(i, to);

@@ -110,7 +110,9 @@ private:
 class Op {
 public:
   Op(OpKind kind, llvm::ArrayRef<Value *> operands, llvm::ArrayRef<Attr> attrs)
-      : kind_(kind), operands_(operands.begin(), operands.end()), attrs_(attrs.begin(), attrs.end()) {}
+      : kind_(kind), operands_(operands.begin(), operands.end()) {
+    for (const Attr &a : attrs) setAttr(a);
+  }
 
   OpKind kind() const { return kind_; }
   const OpInfo &info() const { return opInfo(kind_); }

@@ -3,6 +3,7 @@
 #include "ir/Ops.h"
 #include "ir/IR.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -59,6 +60,10 @@ const OpInfo kOpTable[] = {
 } // namespace
 
 const OpInfo &opInfo(OpKind kind) { return kOpTable[static_cast<unsigned>(kind)]; }
+
+bool takesRmsPrologue(OpKind kind) {
+  return llvm::any_of(opInfo(kind).attrs, [](const AttrSpec &a) { return a.key == AttrKey::rms_eps; });
+}
 
 std::optional<OpKind> parseOpKind(llvm::StringRef mnemonic) {
   return llvm::StringSwitch<std::optional<OpKind>>(mnemonic)

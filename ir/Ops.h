@@ -63,6 +63,10 @@ struct OpInfo {
 };
 
 const OpInfo &opInfo(OpKind kind);
+
+/// The matmul family: the ops that can take an RMS prologue (they declare
+/// the optional `rms_eps` attribute) and read operand 0 in full for every row.
+bool takesRmsPrologue(OpKind kind);
 std::optional<OpKind> parseOpKind(llvm::StringRef mnemonic);
 inline llvm::StringRef toString(OpKind kind) { return opInfo(kind).mnemonic; }
 

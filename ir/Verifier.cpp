@@ -3,6 +3,8 @@
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <set>
+
 namespace llamac::ir {
 
 namespace {
@@ -31,6 +33,8 @@ llvm::Error verifyWeight(const Module &m, const Weight &w) {
   case WeightExpr::Convert:
     if (w.operands().size() != 1 || w.operands()[0]->type().shape != w.type().shape)
       return fail("convert takes one weight of the same shape");
+    if (!isFloat(w.type().dtype) || !isFloat(w.operands()[0]->type().dtype))
+      return fail("convert converts between float dtypes");
     return llvm::Error::success();
   }
   return llvm::Error::success();
@@ -59,6 +63,7 @@ llvm::Error verifyKvAccess(const Module &m, const Op &op) {
 llvm::Error verifyFunction(const Module &m, const Function &f) {
   ValueNumbering names(f);
   llvm::SmallPtrSet<const Value *, 32> defined;
+  std::set<int64_t> kvWritten;
   for (const auto &arg : f.arguments()) defined.insert(arg.get());
   auto fail = [&](const Op &op, const llvm::Twine &what) {
     return error("in @" + f.name() + ", op " + llvm::Twine(f.indexOf(&op)) + " (" + op.mnemonic() + "): " + what);
@@ -69,7 +74,8 @@ llvm::Error verifyFunction(const Module &m, const Function &f) {
       if (auto *w = llvm::dyn_cast<Weight>(v)) {
         if (m.weight(w->name()) != w) return fail(*op, "uses weight @" + w->name() + ", which is not in the module");
       } else if (!defined.count(v)) {
-        return fail(*op, "uses a value before it is defined (" + v->describe() + ")");
+        std::string which = v->definingOp() && v->definingOp()->parent() == &f ? names.name(v) : v->describe();
+        return fail(*op, "uses " + which + " before it is defined");
       }
     }
     TensorType inferred;
@@ -80,8 +86,17 @@ llvm::Error verifyFunction(const Module &m, const Function &f) {
         return fail(*op, "result type " + op->result()->type().str() + " differs from the inferred " + inferred.str());
       defined.insert(op->result());
     }
-    if (!op->isPure())
+    if (!op->isPure()) {
       if (auto e = verifyKvAccess(m, *op)) return fail(*op, llvm::toString(std::move(e)));
+      // Attention reads the position this step writes: the layer's KV write
+      // must come first.
+      int64_t layer = op->intAttr(AttrKey::layer);
+      if (op->writesKv()) kvWritten.insert(layer);
+      else if (op->readsKv() && !kvWritten.count(layer))
+        return fail(*op, "reads layer " + llvm::Twine(layer) + " of the KV cache before this step writes it");
+    }
+    if (m.arenaBytes() < 0 && op->result() && op->result()->arenaOffset() >= 0)
+      return fail(*op, names.name(op->result()) + " has an arena offset but the module has no arena");
   }
   if (f.results().empty()) return error("@" + f.name() + " returns nothing");
   for (Value *r : f.results())

@@ -30,6 +30,14 @@ public:
   virtual llvm::Expected<llvm::MutableArrayRef<float>> stepLogits(int token, int pos) = 0;
   virtual uint64_t arenaBytes() const = 0;
   virtual uint64_t kvCacheBytes() const = 0;
+
+  /// Runs `steps` greedy steps from `token` at positions firstPos, firstPos+1,
+  /// ..., feeding each output back, and returns the milliseconds they took:
+  /// measured with CUDA events on the GPU, a steady clock on the CPU.
+  virtual llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) = 0;
+  /// Device memory bandwidth in bytes per second, from a large device copy
+  /// (bytes read plus bytes written), measured the same way.
+  virtual llvm::Expected<double> copyBandwidth() = 0;
 };
 
 /// The plan's IR, parsed and checked against its weights sidecar.

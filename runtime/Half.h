@@ -28,7 +28,7 @@ inline float bf16ToFloat(uint16_t h) { return bitsToFloat(uint32_t(h) << 16); }
 
 inline uint16_t floatToBf16(float f) {
   uint32_t u = floatBits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40); // NaN stays NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff; // the canonical NaN CUDA produces
   u += 0x7fffu + ((u >> 16) & 1);
   return uint16_t(u >> 16);
 }
@@ -51,7 +51,7 @@ inline uint16_t floatToHalf(float f) {
   uint32_t u = floatBits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00;          // NaN
+  if (abs > 0x7f800000u) return 0x7fff;                 // the canonical NaN CUDA produces
   if (abs >= 0x477ff000u) return sign | 0x7c00;         // rounds to inf (>= 65520)
   if (abs < 0x38800000u) {                              // below the smallest normal: subnormal or zero
     // Add the value to 0.5 (2^-1) so the FPU rounds the mantissa to 2^-24 steps.

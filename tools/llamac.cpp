@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "codegen/CudaCodegen.h"
 #include "codegen/PlanWriter.h"
 #include "frontends/Llama2c.h"
 #include "ir/Parser.h"
@@ -60,10 +61,13 @@ cl::opt<bool> optO0("O0", cl::desc("No optimization (memory planned without reus
                     cl::cat(category));
 cl::opt<bool> optO1("O1", cl::desc("Clean-up and RMSNorm gain folding"), cl::sub(compileCmd), cl::cat(category));
 cl::opt<bool> optO2("O2", cl::desc("Every fusion (the default)"), cl::sub(compileCmd), cl::cat(category));
-enum class Emit { Ir, OptIr, Plan };
+cl::list<std::string> archs("arch", cl::desc("GPU architectures to compile kernels for (default sm_80,sm_86,sm_89,sm_90)"),
+                            cl::CommaSeparated, cl::sub(compileCmd), cl::cat(category));
+enum class Emit { Ir, OptIr, Cuda, Plan };
 cl::opt<Emit> emit("emit", cl::desc("What to write"), cl::init(Emit::Plan),
                    cl::values(clEnumValN(Emit::Ir, "ir", "The IR as imported, before any pass"),
                               clEnumValN(Emit::OptIr, "opt-ir", "The optimized, memory-planned IR"),
+                              clEnumValN(Emit::Cuda, "cuda", "The generated CUDA kernels and launch lists"),
                               clEnumValN(Emit::Plan, "plan", "plan.pb and its weights (default)")),
                    cl::sub(compileCmd), cl::cat(category));
 
@@ -209,6 +213,17 @@ int compile() {
     return 0;
   }
 
+  codegen::CudaOptions cudaOptions;
+  if (!archs.empty()) cudaOptions.archs.assign(archs.begin(), archs.end());
+  if (emit == Emit::Cuda) {
+    plan::Plan p;
+    cudaOptions.compile = false;
+    cudaOptions.requireWeightsFile = false;
+    check(codegen::emitCuda(*m, cudaOptions, p));
+    writeText(outputPath, [&](llvm::raw_ostream &os) { codegen::printCuda(*m, p, os); });
+    return 0;
+  }
+
   auto source = llvm::MemoryBuffer::getFile(modelPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
   if (!source) fail(modelPath + ": " + source.getError().message());
   runtime::WeightsWriter weights = check(runtime::WeightsWriter::create(outputPath + ".weights"));
@@ -221,12 +236,14 @@ int compile() {
   *p.mutable_tokenizer() = tokenizer;
   p.set_ir(ir::toString(*m));
   codegen::describeMemory(*m, stats.unplannedBytes, *p.mutable_memory());
+  check(codegen::emitCuda(*m, cudaOptions, p));
   check(weights.finish(*p.mutable_weights()));
   check(runtime::writePlan(p, outputPath, weights));
   llvm::errs() << llvm::formatv("llamac: wrote {0} ({1} ops in @decode; arena {2} bytes, reduced from {3}; "
-                                "KV cache {4} bytes; weights {5} bytes)\n",
+                                "KV cache {4} bytes; weights {5} bytes; {6} CUDA kernels for {7})\n",
                                 outputPath.getValue(), m->function("decode")->size(), stats.arenaBytes,
-                                stats.unplannedBytes, m->kvCache().totalBytes(), p.memory().weight_bytes());
+                                stats.unplannedBytes, m->kvCache().totalBytes(), p.memory().weight_bytes(),
+                                p.kernels_size(), llvm::join(cudaOptions.archs, ","));
   return 0;
 }
 

@@ -45,6 +45,12 @@ cl::opt<std::string> device("device", cl::desc("cpu, cuda or auto (default: the 
 cl::opt<unsigned> threads("threads", cl::desc("CPU threads (default: one per core)"), cl::init(0), cl::cat(category));
 cl::opt<bool> json("json", cl::desc("Print one JSON object instead of streaming text"), cl::cat(category));
 cl::opt<bool> quiet("quiet", cl::desc("Print only the generated text"), cl::cat(category));
+cl::opt<bool> bench("bench", cl::desc("Measure decode speed against the memory-bandwidth floor instead of generating"),
+                    cl::cat(category));
+cl::opt<int> benchTokens("bench-tokens", cl::desc("Greedy steps per timed run (default 128)"), cl::init(128),
+                         cl::cat(category));
+cl::opt<int> benchRuns("bench-runs", cl::desc("Timed runs, after one warm-up run (default 5); the median is reported"),
+                       cl::init(5), cl::cat(category));
 
 [[noreturn]] void fail(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "llamarun") << msg << "\n";
@@ -71,6 +77,60 @@ std::unique_ptr<runtime::Engine> createEngine(const runtime::LoadedPlan &plan, c
     note("not using the GPU: " + why + "; running on the CPU");
   }
   return check(runtime::createCpuEngine(plan, program, threads));
+}
+
+/// `llamarun --bench`: the copy bandwidth, then `benchRuns` timed runs of
+/// `benchTokens` greedy steps after the prompt, each from the same position,
+/// and the median against the floor of weight bytes over that bandwidth.
+int runBench(runtime::Engine &engine, const runtime::LoadedPlan &plan, llvm::ArrayRef<int> prompt) {
+  uint64_t seqLen = plan.plan.config().seq_len();
+  int first = int(prompt.size()) - 1;
+  if (benchTokens <= 0 || benchRuns <= 0) fail("--bench-tokens and --bench-runs must be positive");
+  if (uint64_t(first + benchTokens) > seqLen)
+    fail(llvm::formatv("the prompt ({0} tokens) and --bench-tokens {1} do not fit the plan's {2} positions",
+                       prompt.size(), benchTokens.getValue(), seqLen));
+  double bandwidth = check(engine.copyBandwidth());
+  for (int pos = 0; pos < first; ++pos) check(engine.stepGreedy(prompt[pos], pos));
+  std::vector<double> ms;
+  for (int run = 0; run <= benchRuns; ++run) {
+    double t = check(engine.timeGreedySteps(prompt.back(), first, benchTokens));
+    if (run > 0) ms.push_back(t); // run 0 warms up
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms[ms.size() / 2];
+  double msPerToken = median / benchTokens;
+  double tokPerS = 1000.0 / msPerToken;
+  double weightBytes = double(plan.plan.memory().weight_bytes());
+  double floorMs = 1000.0 * weightBytes / bandwidth;
+  double achieved = weightBytes * tokPerS;
+  if (json) {
+    llvm::json::Object out{{"device", engine.deviceName()},
+                           {"model", plan.plan.config().model_name()},
+                           {"weight_dtype", plan.plan.config().weight_dtype()},
+                           {"weight_bytes", int64_t(weightBytes)},
+                           {"tokens", benchTokens.getValue()},
+                           {"runs", benchRuns.getValue()},
+                           {"decode_tok_s", tokPerS},
+                           {"ms_per_token", msPerToken},
+                           {"ms_per_token_min", ms.front() / benchTokens},
+                           {"ms_per_token_max", ms.back() / benchTokens},
+                           {"copy_bandwidth_gb_s", bandwidth / 1e9},
+                           {"achieved_gb_s", achieved / 1e9},
+                           {"floor_ms_per_token", floorMs},
+                           {"fraction_of_floor", floorMs / msPerToken}};
+    llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
+    return 0;
+  }
+  llvm::outs() << llvm::formatv("{0}: {1} weights {2:f1} MB on {3}\n", plan.plan.config().model_name(),
+                                plan.plan.config().weight_dtype(), weightBytes / 1e6, engine.deviceName());
+  llvm::outs() << llvm::formatv("copy bandwidth {0:f0} GB/s -> floor {1:f4} ms/token ({2:f0} tok/s)\n",
+                                bandwidth / 1e9, floorMs, 1000.0 / floorMs);
+  llvm::outs() << llvm::formatv("decode, median of {0} runs of {1} tokens: {2:f1} tok/s, {3:f4} ms/token "
+                                "(spread {4:f4}..{5:f4}), {6:f0} GB/s, {7:f1}% of the floor\n",
+                                benchRuns.getValue(), benchTokens.getValue(), tokPerS, msPerToken,
+                                ms.front() / benchTokens, ms.back() / benchTokens, achieved / 1e9,
+                                100.0 * floorMs / msPerToken);
+  return 0;
 }
 
 } // namespace
@@ -119,6 +179,7 @@ int main(int argc, char **argv) {
 
   std::unique_ptr<runtime::Engine> engine = createEngine(plan, program);
   note("running on " + engine->deviceName());
+  if (bench) return runBench(*engine, plan, tokens);
 
   runtime::GenerateResult result =
       check(runtime::generate(*engine, tokenizer.get(), tokens, vocab, options, [&](llvm::StringRef piece) {

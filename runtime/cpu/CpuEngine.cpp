@@ -5,6 +5,9 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include <chrono>
+#include <cstring>
+
 namespace llamac::runtime {
 
 llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef planName) {
@@ -40,6 +43,26 @@ public:
     if (auto e = exec_->step(*program_.decode, token, pos)) return e;
     llvm::ArrayRef<float> logits = exec_->outputVector(*program_.decode);
     return llvm::MutableArrayRef<float>(const_cast<float *>(logits.data()), logits.size());
+  }
+
+  llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override {
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) {
+      auto next = stepGreedy(token, firstPos + i);
+      if (!next) return next.takeError();
+      token = *next;
+    }
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  llvm::Expected<double> copyBandwidth() override {
+    std::vector<char> a(256 << 20, 1), b(256 << 20);
+    std::memcpy(b.data(), a.data(), a.size()); // warm the pages
+    auto start = std::chrono::steady_clock::now();
+    constexpr int kRepeats = 4;
+    for (int i = 0; i < kRepeats; ++i) std::memcpy(i % 2 ? a.data() : b.data(), i % 2 ? b.data() : a.data(), a.size());
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return 2.0 * a.size() * kRepeats / seconds;
   }
 
   uint64_t arenaBytes() const override { return exec_->arenaBytes(); }

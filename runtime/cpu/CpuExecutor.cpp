@@ -90,19 +90,23 @@ llvm::Error CpuExecutor::layOut() {
     for (const auto &op : f->ops()) {
       if (const Value *r = op->result()) {
         size_t floats = std::max<int64_t>(1, r->type().numElements());
+        maxWidth = std::max<int64_t>(maxWidth, floats);
         if (planned) {
           if (r->arenaOffset() < 0 || r->arenaOffset() % 4 != 0)
             return error("@" + f->name() + ": a planned value has no 4-byte aligned arena offset");
+          if (uint64_t(r->arenaOffset()) + r->type().byteSize() > uint64_t(module_.arenaBytes()))
+            return error("@" + f->name() + ": a planned value lies outside the arena");
           offsets_[r] = r->arenaOffset() / 4;
         } else {
           offsets_[r] = arenaFloats;
           arenaFloats += align(floats);
         }
       }
+      // Fused matmuls keep whole rows of results (gate values, logits, K and
+      // V) in scratch: size it for every operand vector and every matrix.
       for (const Value *v : op->operands())
-        if (v->type().rank() == 1) maxWidth = std::max(maxWidth, v->type().shape[0]);
+        if (v->type().rank() >= 1) maxWidth = std::max(maxWidth, v->type().shape[0]);
       if (op->kind() == OpKind::Attention) maxHeads = std::max(maxHeads, op->intAttr(AttrKey::n_heads));
-      if (op->kind() == OpKind::MatMulArgMax) maxWidth = std::max(maxWidth, op->operand(1)->type().shape[0]);
       if (op->kind() == OpKind::MatMulQkvRopeKv)
         maxWidth = std::max(maxWidth, op->operand(1)->type().shape[0] + 2 * op->operand(2)->type().shape[0]);
     }

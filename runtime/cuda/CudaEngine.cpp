@@ -1,17 +1,430 @@
+//===- runtime/cuda/CudaEngine.cpp - Running a plan on the GPU -------------===//
+//
+// Set-up, once: load each kernel from the cubin for this GPU (or recompile
+// its source with NVRTC when the plan has none, and say so), upload the
+// weights through pinned staging buffers, allocate the arena, the KV cache
+// and two step scalars (token, position), then capture each function's launch
+// list as a CUDA graph.
+//
+// A step: copy (token, pos) into device memory, replay the graph, copy the
+// output back, all on one stream with one synchronization.
+//
+// LLAMAC_CUDA_SYNC=1 launches kernels one by one with a synchronization after
+// each instead of replaying the graph, so a failing kernel is named.
+//
+//===----------------------------------------------------------------------===//
+
 #include "runtime/cuda/CudaEngine.h"
 
 #include "runtime/cuda/CudaDriver.h"
+#include "runtime/cuda/Nvrtc.h"
+
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/ThreadPool.h"
+
+#include <cstdlib>
+#include <cstring>
 
 namespace llamac::runtime::cuda {
+
+namespace {
+
+llvm::Error error(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+/// One kernel launch, resolved to device pointers and parameter storage.
+struct Launch {
+  CUfunction function = nullptr;
+  std::string name;
+  unsigned grid[3], block[3], sharedBytes;
+  std::vector<uint64_t> storage; // one 8-byte slot per parameter
+  std::vector<void *> params;
+};
+
+struct Program {
+  std::vector<Launch> launches;
+  CUgraphExec graph = nullptr;
+  uint64_t outputOffset = 0, outputBytes = 0;
+};
+
+class CudaEngine : public Engine {
+public:
+  CudaEngine(const CudaDriver &driver, DeviceInfo device) : cu(driver), device_(std::move(device)) {}
+  ~CudaEngine() override;
+
+  llvm::Error init(const LoadedPlan &plan, llvm::raw_ostream *log);
+
+  std::string deviceName() const override {
+    return llvm::formatv("cuda: {0} ({1})", device_.name, device_.smArch()).str();
+  }
+
+  llvm::Expected<int> stepGreedy(int token, int pos) override {
+    if (auto e = run(greedy_, token, pos)) return e;
+    int next;
+    std::memcpy(&next, hostOutput_, 4);
+    return next;
+  }
+
+  llvm::Expected<llvm::MutableArrayRef<float>> stepLogits(int token, int pos) override {
+    if (auto e = run(logits_, token, pos)) return e;
+    return llvm::MutableArrayRef<float>(reinterpret_cast<float *>(hostOutput_), logits_.outputBytes / 4);
+  }
+
+  llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override;
+  llvm::Expected<double> copyBandwidth() override;
+
+  uint64_t arenaBytes() const override { return arenaBytes_; }
+  uint64_t kvCacheBytes() const override { return kvBytes_; }
+
+private:
+  llvm::Error loadKernels(const LoadedPlan &plan, llvm::raw_ostream *log, std::vector<CUfunction> &functions);
+  llvm::Error uploadWeights(const LoadedPlan &plan, llvm::raw_ostream *log);
+  llvm::Error prepare(const plan::Function &f, const std::vector<CUfunction> &functions, Program &program);
+  llvm::Error launchAll(const Program &program);
+  llvm::Error run(const Program &program, int token, int pos);
+
+  const CudaDriver &cu;
+  DeviceInfo device_;
+  CUcontext context_ = nullptr;
+  CUstream stream_ = nullptr;
+  std::vector<CUmodule> modules_;
+  CUdeviceptr weights_ = 0, arena_ = 0, kv_ = 0, scalars_ = 0;
+  uint64_t arenaBytes_ = 0, kvBytes_ = 0, seqLen_ = 0, vocab_ = 0;
+  int32_t *hostScalars_ = nullptr; // pinned: token, pos
+  char *hostOutput_ = nullptr;     // pinned: the step's output
+  Program logits_, greedy_;
+  std::vector<std::string> kernelNames_;
+  bool syncEachLaunch_ = false;
+};
+
+CudaEngine::~CudaEngine() {
+  for (Program *p : {&logits_, &greedy_})
+    if (p->graph) cu.graphExecDestroy(p->graph);
+  for (CUdeviceptr ptr : {weights_, arena_, kv_, scalars_})
+    if (ptr) cu.memFree(ptr);
+  if (hostScalars_) cu.memFreeHost(hostScalars_);
+  if (hostOutput_) cu.memFreeHost(hostOutput_);
+  for (CUmodule m : modules_) cu.moduleUnload(m);
+  if (stream_) cu.streamDestroy(stream_);
+  if (context_) cu.devicePrimaryCtxRelease(device_.ordinal);
+}
+
+llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
+  const plan::Plan &p = plan.plan;
+  if (p.kernels().empty()) return error("the plan holds no CUDA kernels (compile it with a llamac that emits them)");
+  syncEachLaunch_ = std::getenv("LLAMAC_CUDA_SYNC") && std::string(std::getenv("LLAMAC_CUDA_SYNC")) == "1";
+  CUdevice dev;
+  if (auto e = cu.check(cu.deviceGet(&dev, device_.ordinal), "cuDeviceGet")) return e;
+  if (auto e = cu.check(cu.devicePrimaryCtxRetain(&context_, dev), "cuDevicePrimaryCtxRetain")) return e;
+  if (auto e = cu.check(cu.ctxSetCurrent(context_), "cuCtxSetCurrent")) return e;
+  if (auto e = cu.check(cu.streamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate")) return e;
+
+  std::vector<CUfunction> functions;
+  if (auto e = loadKernels(plan, log, functions)) return e;
+  if (auto e = uploadWeights(plan, log)) return e;
+
+  arenaBytes_ = p.memory().arena_bytes();
+  kvBytes_ = p.memory().kv_cache_bytes();
+  seqLen_ = p.config().seq_len();
+  vocab_ = p.config().vocab_size();
+  if (auto e = cu.check(cu.memAlloc(&arena_, std::max<uint64_t>(arenaBytes_, 256)), "cuMemAlloc(arena)")) return e;
+  if (auto e = cu.check(cu.memAlloc(&kv_, std::max<uint64_t>(kvBytes_, 256)), "cuMemAlloc(KV cache)")) return e;
+  if (auto e = cu.check(cu.memsetD8(kv_, 0, std::max<uint64_t>(kvBytes_, 256)), "cuMemsetD8(KV cache)")) return e;
+  if (auto e = cu.check(cu.memAlloc(&scalars_, 256), "cuMemAlloc(step scalars)")) return e;
+  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostScalars_), 256, 0), "cuMemHostAlloc")) return e;
+
+  uint64_t outputBytes = 0;
+  for (const plan::Function &f : p.functions()) {
+    Program *program = f.name() == "decode" ? &logits_ : f.name() == "decode_greedy" ? &greedy_ : nullptr;
+    if (!program) continue;
+    if (auto e = prepare(f, functions, *program)) return e;
+    outputBytes = std::max(outputBytes, program->outputBytes);
+  }
+  if (logits_.launches.empty() || greedy_.launches.empty())
+    return error("the plan has no launch list for @decode and @decode_greedy");
+  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
+    return e;
+  return llvm::Error::success();
+}
+
+llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *log,
+                                    std::vector<CUfunction> &functions) {
+  std::string arch = device_.smArch();
+  const auto &kernels = plan.plan.kernels();
+  std::vector<std::string> images(kernels.size());
+  std::vector<size_t> missing;
+  for (int i = 0; i < kernels.size(); ++i) {
+    for (const auto &binary : kernels[i].binaries())
+      if (binary.arch() == arch) images[i] = binary.cubin();
+    if (images[i].empty()) missing.push_back(i);
+  }
+  if (!missing.empty()) {
+    std::string have;
+    for (const auto &binary : kernels[0].binaries()) have += (have.empty() ? "" : ", ") + binary.arch();
+    if (log)
+      *log << llvm::formatv("llamarun: the plan has no cubin for this GPU's {0} (it has {1}); recompiling {2} kernels "
+                            "from source with NVRTC\n",
+                            arch, have.empty() ? "none" : have, missing.size());
+    std::vector<llvm::Expected<CompiledKernel>> compiled;
+    compiled.reserve(missing.size());
+    for (size_t i : missing) compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch));
+    for (size_t j = 0; j < missing.size(); ++j) {
+      if (!compiled[j]) return error("recompiling " + kernels[missing[j]].name() + ": " +
+                                     llvm::toString(compiled[j].takeError()));
+      images[missing[j]] = compiled[j]->image;
+    }
+  }
+  for (int i = 0; i < kernels.size(); ++i) {
+    auto module = cu.loadModule(images[i], kernels[i].name());
+    if (!module) return module.takeError();
+    modules_.push_back(*module);
+    CUfunction fn;
+    if (auto e = cu.check(cu.moduleGetFunction(&fn, *module, kernels[i].name().c_str()),
+                          "cuModuleGetFunction(" + kernels[i].name() + ")"))
+      return e;
+    functions.push_back(fn);
+    kernelNames_.push_back(kernels[i].name());
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error CudaEngine::uploadWeights(const LoadedPlan &plan, llvm::raw_ostream *log) {
+  llvm::StringRef bytes = plan.weights->getBuffer();
+  uint64_t total = bytes.size();
+  if (auto e = cu.check(cu.memAlloc(&weights_, std::max<uint64_t>(total, 256)), "cuMemAlloc(weights)")) return e;
+  // Two pinned staging buffers: one is filled from the mapped file while the
+  // other is being copied to the GPU.
+  constexpr size_t kChunk = 64 << 20;
+  char *staging[2] = {nullptr, nullptr};
+  CUevent done[2] = {nullptr, nullptr};
+  auto cleanup = [&] {
+    for (int i = 0; i < 2; ++i) {
+      if (done[i]) cu.eventDestroy(done[i]);
+      if (staging[i]) cu.memFreeHost(staging[i]);
+    }
+  };
+  for (int i = 0; i < 2; ++i) {
+    if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&staging[i]), kChunk, 0), "cuMemHostAlloc")) {
+      cleanup();
+      return e;
+    }
+    if (auto e = cu.check(cu.eventCreate(&done[i], CU_EVENT_DISABLE_TIMING), "cuEventCreate")) {
+      cleanup();
+      return e;
+    }
+  }
+  bool showProgress = log && total >= (1ull << 30);
+  uint64_t nextReport = total / 10;
+  for (uint64_t offset = 0, chunk = 0; offset < total; offset += kChunk, ++chunk) {
+    int slot = chunk % 2;
+    size_t n = std::min<uint64_t>(kChunk, total - offset);
+    if (auto e = cu.check(cu.eventSynchronize(done[slot]), "cuEventSynchronize")) {
+      cleanup();
+      return e;
+    }
+    std::memcpy(staging[slot], bytes.data() + offset, n);
+    if (auto e = cu.check(cu.memcpyHtoDAsync(weights_ + offset, staging[slot], n, stream_), "cuMemcpyHtoDAsync")) {
+      cleanup();
+      return e;
+    }
+    cu.eventRecord(done[slot], stream_);
+    if (showProgress && offset + n >= nextReport) {
+      *log << llvm::formatv("llamarun: uploading weights {0,3}% ({1:f1} of {2:f1} GB)\n", 100 * (offset + n) / total,
+                            (offset + n) / 1e9, total / 1e9);
+      nextReport += total / 10;
+    }
+  }
+  llvm::Error e = cu.check(cu.streamSynchronize(stream_), "cuStreamSynchronize(weights upload)");
+  cleanup();
+  return e;
+}
+
+llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfunction> &functions,
+                                Program &program) {
+  program.outputOffset = f.output().offset();
+  program.outputBytes = f.output().bytes();
+  if (program.outputOffset + program.outputBytes > arenaBytes_)
+    return error("@" + f.name() + ": its output lies outside the arena");
+  for (const auto &l : f.launches()) {
+    if (l.kernel() >= functions.size()) return error("@" + f.name() + ": a launch names a kernel the plan lacks");
+    Launch launch;
+    launch.function = functions[l.kernel()];
+    launch.name = kernelNames_[l.kernel()];
+    launch.grid[0] = l.grid_x(), launch.grid[1] = std::max(1u, l.grid_y()), launch.grid[2] = std::max(1u, l.grid_z());
+    launch.block[0] = l.block_x(), launch.block[1] = std::max(1u, l.block_y()),
+    launch.block[2] = std::max(1u, l.block_z());
+    launch.sharedBytes = l.shared_bytes();
+    for (const auto &arg : l.args()) {
+      uint64_t slot = 0;
+      auto pointer = [&](CUdeviceptr base, uint64_t size, const char *what) -> llvm::Error {
+        if (arg.offset() > size) return error(llvm::formatv("@{0}: an argument points past the {1}", f.name(), what));
+        slot = base + arg.offset();
+        return llvm::Error::success();
+      };
+      llvm::Error e = llvm::Error::success();
+      switch (arg.kind()) {
+      case plan::Function::Launch::Arg::ARENA: e = pointer(arena_, arenaBytes_, "arena"); break;
+      case plan::Function::Launch::Arg::WEIGHT: e = pointer(weights_, uint64_t(-1), "weights"); break;
+      case plan::Function::Launch::Arg::KV_CACHE: e = pointer(kv_, kvBytes_, "KV cache"); break;
+      case plan::Function::Launch::Arg::TOKEN: slot = scalars_; break;
+      case plan::Function::Launch::Arg::POS: slot = scalars_ + 4; break;
+      case plan::Function::Launch::Arg::INT_SCALAR: {
+        int32_t v = int32_t(arg.int_value());
+        std::memcpy(&slot, &v, 4);
+        break;
+      }
+      case plan::Function::Launch::Arg::FLOAT_SCALAR: {
+        float v = arg.float_value();
+        std::memcpy(&slot, &v, 4);
+        break;
+      }
+      default: e = error("@" + f.name() + ": unknown launch argument kind");
+      }
+      if (e) return e;
+      launch.storage.push_back(slot);
+    }
+    program.launches.push_back(std::move(launch));
+  }
+  for (Launch &launch : program.launches)
+    for (uint64_t &slot : launch.storage) launch.params.push_back(&slot);
+  if (syncEachLaunch_) return llvm::Error::success();
+
+  // Capture the launch list once; each step replays it.
+  if (auto e = cu.check(cu.streamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture"))
+    return e;
+  llvm::Error launched = launchAll(program);
+  CUgraph graph = nullptr;
+  llvm::Error ended = cu.check(cu.streamEndCapture(stream_, &graph), "cuStreamEndCapture");
+  if (launched) {
+    llvm::consumeError(std::move(ended));
+    return launched;
+  }
+  if (ended) return ended;
+  llvm::Error instantiated = cu.check(cu.graphInstantiate(&program.graph, graph, 0), "cuGraphInstantiate");
+  cu.graphDestroy(graph);
+  if (instantiated) return instantiated;
+  return cu.check(cu.graphUpload(program.graph, stream_), "cuGraphUpload");
+}
+
+llvm::Error CudaEngine::launchAll(const Program &program) {
+  for (size_t i = 0; i < program.launches.size(); ++i) {
+    const Launch &l = program.launches[i];
+    std::string what = llvm::formatv("cuLaunchKernel({0}, launch {1})", l.name, i).str();
+    if (auto e = cu.check(cu.launchKernel(l.function, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1],
+                                          l.block[2], l.sharedBytes, stream_,
+                                          const_cast<void **>(l.params.data()), nullptr),
+                          what))
+      return e;
+    if (syncEachLaunch_)
+      if (auto e = cu.check(cu.streamSynchronize(stream_), what + " (synchronized)")) return e;
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error CudaEngine::run(const Program &program, int token, int pos) {
+  if (pos < 0 || uint64_t(pos) >= seqLen_)
+    return error(llvm::formatv("position {0} is outside the KV cache's {1} positions", pos, seqLen_));
+  if (token < 0 || uint64_t(token) >= vocab_)
+    return error(llvm::formatv("token {0} is outside the vocabulary of {1}", token, vocab_));
+  hostScalars_[0] = token;
+  hostScalars_[1] = pos;
+  if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 8, stream_), "cuMemcpyHtoDAsync(token, pos)"))
+    return e;
+  if (program.graph) {
+    if (auto e = cu.check(cu.graphLaunch(program.graph, stream_), "cuGraphLaunch")) return e;
+  } else if (auto e = launchAll(program)) {
+    return e;
+  }
+  if (auto e = cu.check(cu.memcpyDtoHAsync(hostOutput_, arena_ + program.outputOffset, program.outputBytes, stream_),
+                        "cuMemcpyDtoHAsync(output)"))
+    return e;
+  return cu.check(cu.streamSynchronize(stream_), "cuStreamSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 names it)");
+}
+
+/// Milliseconds between two events recorded around `body` on the stream.
+template <typename Body>
+llvm::Expected<double> timeOnStream(const CudaDriver &cu, CUstream stream, Body &&body) {
+  CUevent start = nullptr, stop = nullptr;
+  auto destroy = [&] {
+    if (start) cu.eventDestroy(start);
+    if (stop) cu.eventDestroy(stop);
+  };
+  if (auto e = cu.check(cu.eventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate")) return e;
+  if (auto e = cu.check(cu.eventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate")) {
+    destroy();
+    return e;
+  }
+  llvm::Error e = cu.check(cu.eventRecord(start, stream), "cuEventRecord");
+  if (!e) e = body();
+  if (!e) e = cu.check(cu.eventRecord(stop, stream), "cuEventRecord");
+  if (!e) e = cu.check(cu.eventSynchronize(stop), "cuEventSynchronize");
+  float ms = 0;
+  if (!e) e = cu.check(cu.eventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
+  destroy();
+  if (e) return e;
+  return double(ms);
+}
+
+llvm::Expected<double> CudaEngine::timeGreedySteps(int token, int firstPos, int steps) {
+  // Each step synchronizes to read its token back (that is the decode loop),
+  // so the events bracket exactly what a user waits for.
+  return timeOnStream(cu, stream_, [&]() -> llvm::Error {
+    for (int i = 0; i < steps; ++i) {
+      auto next = stepGreedy(token, firstPos + i);
+      if (!next) return next.takeError();
+      token = *next;
+    }
+    return llvm::Error::success();
+  });
+}
+
+llvm::Expected<double> CudaEngine::copyBandwidth() {
+  constexpr size_t kBytes = size_t(1) << 30;
+  constexpr int kRepeats = 10;
+  CUdeviceptr a = 0, b = 0;
+  auto release = [&] {
+    if (a) cu.memFree(a);
+    if (b) cu.memFree(b);
+  };
+  if (auto e = cu.check(cu.memAlloc(&a, kBytes), "cuMemAlloc(bandwidth test)")) return e;
+  if (auto e = cu.check(cu.memAlloc(&b, kBytes), "cuMemAlloc(bandwidth test)")) {
+    release();
+    return e;
+  }
+  // Never time zeros: fill the source with a pattern first.
+  llvm::Error e = cu.check(cu.memsetD32Async(a, 0x3f8ccccd, kBytes / 4, stream_), "cuMemsetD32Async");
+  if (!e) e = cu.check(cu.memcpyDtoDAsync(b, a, kBytes, stream_), "cuMemcpyDtoDAsync"); // warm-up
+  if (e) {
+    release();
+    return e;
+  }
+  auto ms = timeOnStream(cu, stream_, [&]() -> llvm::Error {
+    for (int i = 0; i < kRepeats; ++i)
+      if (auto e = cu.check(cu.memcpyDtoDAsync(i % 2 ? a : b, i % 2 ? b : a, kBytes, stream_), "cuMemcpyDtoDAsync"))
+        return e;
+    return llvm::Error::success();
+  });
+  release();
+  if (!ms) return ms.takeError();
+  return 2.0 * kBytes * kRepeats / (*ms / 1000.0);
+}
+
+} // namespace
 
 llvm::Expected<std::unique_ptr<Engine>> createCudaEngine(const LoadedPlan &plan, const PlanProgram &program,
                                                          llvm::raw_ostream *log) {
   auto driver = CudaDriver::load();
   if (!driver) return driver.takeError();
-  if (plan.plan.kernels().empty())
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "the plan holds no CUDA kernels (this llamac does not generate them yet)");
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), "the CUDA engine is not implemented yet");
+  auto count = driver->deviceCount();
+  if (!count) return count.takeError();
+  if (*count == 0) return error("no CUDA device");
+  auto info = driver->deviceInfo(0);
+  if (!info) return info.takeError();
+  auto engine = std::make_unique<CudaEngine>(*driver, *info);
+  if (auto e = engine->init(plan, log)) return e;
+  return std::unique_ptr<Engine>(std::move(engine));
 }
 
 } // namespace llamac::runtime::cuda

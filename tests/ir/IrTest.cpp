@@ -96,7 +96,7 @@ TEST(Verifier, CatchesUseBeforeDefinition) {
   (void)mm;
   t.f->setResults({early});
   std::string msg = errorText(verify(t.m));
-  EXPECT_NE(msg.find("uses a value before it is defined"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("in @decode, op 0 (rmsnorm): uses %1 before it is defined"), std::string::npos) << msg;
 }
 
 TEST(Verifier, CatchesMissingResult) {
@@ -213,6 +213,29 @@ TEST(RealModels, DecodeStepHasTheExpectedShape) {
   EXPECT_EQ(f->results()[0]->type().str(), "tensor<512xf32>");
   EXPECT_EQ((*m)->function("decode_greedy")->results()[0]->type().str(), "tensor<i32>");
   EXPECT_EQ((*m)->kvCache().kvDim, 32);
+}
+
+} // namespace
+
+namespace {
+
+TEST(Verifier, CatchesAttentionBeforeItsKvWrite) {
+  std::string text = kSmallModule;
+  // An attention of layer 0 placed before the layer's kv_write.
+  text.replace(text.find("    kv_write"), 0,
+               "    %9 = attention %2, %pos {layer = 0, head_size = 4, n_heads = 2, n_kv_heads = 2} : tensor<8xf32>\n");
+  auto m = parseModule(text, "order.ir");
+  ASSERT_FALSE(bool(m));
+  std::string msg = errorText(m.takeError());
+  EXPECT_NE(msg.find("reads layer 0 of the KV cache before this step writes it"), std::string::npos) << msg;
+}
+
+TEST(Verifier, CatchesArenaOffsetsWithoutArena) {
+  std::string text = kSmallModule;
+  text.replace(text.find(" : tensor<16xf32>\n") + 17, 0, " at 0");
+  auto m = parseModule(text, "offsets.ir");
+  ASSERT_FALSE(bool(m));
+  EXPECT_NE(errorText(m.takeError()).find("has an arena offset but the module has no arena"), std::string::npos);
 }
 
 } // namespace

@@ -105,6 +105,19 @@ inline double relativeError(llvm::ArrayRef<float> a, llvm::ArrayRef<float> b) {
   return maxRef > 0 ? maxDiff / maxRef : maxDiff;
 }
 
+/// ||a - b|| / ||b|| (Euclidean), the measure of METHOD.md for comparing a
+/// lower-precision computation with its f32 reference: one outlier logit
+/// does not dominate it the way it dominates relativeError.
+inline double l2RelativeError(llvm::ArrayRef<float> a, llvm::ArrayRef<float> b) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    ref += double(b[i]) * b[i];
+  }
+  return ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
+}
+
 inline void expectLogitsClose(const std::vector<std::vector<float>> &actual,
                               const std::vector<std::vector<float>> &expected, double tolerance,
                               llvm::StringRef what) {

@@ -1,0 +1,339 @@
+#include "codegen/CudaCodegen.h"
+
+#include "codegen/KernelWrappers.h"
+#include "codegen/kernels/attention.cuh"
+#include "codegen/kernels/matmul_argmax.cuh"
+#include "codegen/kernels/argmax.cuh"
+#include "codegen/kernels/embedding.cuh"
+#include "codegen/kernels/gemv.cuh"
+#include "codegen/kernels/rmsnorm.cuh"
+#include "codegen/kernels/rms_normalize.cuh"
+#include "codegen/kernels/matmul.cuh"
+#include "codegen/kernels/matmul_add.cuh"
+#include "codegen/kernels/matmul_swiglu.cuh"
+#include "codegen/kernels/matmul_qkv.cuh"
+#include "codegen/kernels/matmul_qkv_rope_kv.cuh"
+#include "codegen/kernels/rope.cuh"
+#include "codegen/kernels/kv_write.cuh"
+#include "codegen/kernels/silu_mul.cuh"
+#include "codegen/kernels/add.cuh"
+#include "codegen/kernels/slice.cuh"
+#include "ir/Printer.h"
+#include "runtime/cuda/Nvrtc.h"
+
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/ThreadPool.h"
+
+#include <mutex>
+
+namespace llamac::codegen {
+
+using namespace ir;
+using Arg = plan::Function::Launch::Arg;
+
+namespace {
+
+/// Contexts up to this length use the one-kernel attention; longer ones
+/// split the sequence over blocks (flash-decoding).
+constexpr int64_t kSplitAttentionFrom = 1024;
+
+llvm::Error error(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+class Emitter {
+public:
+  Emitter(const Module &m, plan::Plan &plan) : m_(m), plan_(plan) {
+    kvLayerBytes_ = uint64_t(m.kvCache().seqLen) * m.kvCache().kvDim * 4;
+    scratchOffset_ = (uint64_t(std::max<int64_t>(m.arenaBytes(), 0)) + 255) / 256 * 256;
+  }
+
+  /// `planned`: weights must already point into the plan's weights file.
+  llvm::Error emitFunction(const Function &f, bool planned);
+  uint64_t arenaBytesWithScratch() const { return scratchOffset_ + scratchBytes_; }
+  const std::vector<KernelWrapper> &kernels() const { return kernels_; }
+  const std::vector<std::vector<std::string>> &kernelOps() const { return kernelOps_; }
+
+private:
+  llvm::Error emitOp(const Op &op, const ValueNumbering &names);
+  /// Adds a launch of `kernel` with `shape` and `args` to the current function.
+  void launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg> args, const std::string &opText);
+
+  Arg arena(const Value *v) const {
+    Arg a;
+    a.set_kind(Arg::ARENA);
+    a.set_offset(v->arenaOffset());
+    return a;
+  }
+  Arg scratch() {
+    Arg a;
+    a.set_kind(Arg::ARENA);
+    a.set_offset(scratchOffset_);
+    return a;
+  }
+  Arg weight(const Value *v) const {
+    Arg a;
+    a.set_kind(Arg::WEIGHT);
+    a.set_offset(llvm::cast<Weight>(v)->fileOffset());
+    return a;
+  }
+  Arg kv(int64_t layer, bool values) const {
+    Arg a;
+    a.set_kind(Arg::KV_CACHE);
+    a.set_offset((values ? m_.kvCache().layers * kvLayerBytes_ : 0) + layer * kvLayerBytes_);
+    return a;
+  }
+  static Arg step(Arg::Kind kind) {
+    Arg a;
+    a.set_kind(kind);
+    return a;
+  }
+  void needScratch(uint64_t bytes) { scratchBytes_ = std::max(scratchBytes_, (bytes + 255) / 256 * 256); }
+
+  const Module &m_;
+  plan::Plan &plan_;
+  plan::Function *function_ = nullptr;
+  uint64_t kvLayerBytes_ = 0, scratchOffset_ = 0, scratchBytes_ = 0;
+  std::vector<KernelWrapper> kernels_;
+  std::vector<std::vector<std::string>> kernelOps_; // the IR ops each kernel implements, for --emit=cuda
+  llvm::StringMap<unsigned> kernelIndex_;
+};
+
+void Emitter::launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg> args, const std::string &opText) {
+  auto [it, inserted] = kernelIndex_.try_emplace(kernel.name, kernels_.size());
+  if (inserted) {
+    kernels_.push_back(kernel);
+    kernelOps_.emplace_back();
+  }
+  assert(kernels_[it->second].code == kernel.code && "two kernels of one name differ");
+  if (kernelOps_[it->second].size() < 3) kernelOps_[it->second].push_back(opText);
+  auto *l = function_->add_launches();
+  l->set_kernel(it->second);
+  l->set_grid_x(shape.gridX);
+  l->set_grid_y(shape.gridY);
+  l->set_grid_z(1);
+  l->set_block_x(shape.blockX);
+  l->set_block_y(1);
+  l->set_block_z(1);
+  l->set_shared_bytes(shape.dynamicSharedBytes);
+  for (Arg &a : args) *l->add_args() = std::move(a);
+}
+
+llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
+  std::string text = "@" + op.parent()->name() + ": " + toString(op, names);
+  auto x = [&](unsigned i) { return op.operand(i); };
+  auto dim = [&](unsigned i, unsigned d = 0) { return int(x(i)->type().shape[d]); };
+  auto wtype = [&](unsigned i) { return x(i)->type().dtype; };
+  bool rms = op.hasAttr(AttrKey::rms_eps);
+  float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
+  const Value *y = op.result();
+  Arg pos = step(Arg::POS);
+  switch (op.kind()) {
+  case OpKind::Embedding:
+    launch(embeddingKernel(dim(0, 1), wtype(0)), launch::embedding(dim(0, 1)),
+           {weight(x(0)), step(Arg::TOKEN), arena(y)}, text);
+    break;
+  case OpKind::RmsNorm:
+    launch(rmsnormKernel(dim(0), wtype(1), float(op.floatAttr(AttrKey::eps))), launch::rmsnorm(),
+           {arena(x(0)), weight(x(1)), arena(y)}, text);
+    break;
+  case OpKind::RmsNormalize:
+    launch(rmsNormalizeKernel(dim(0), float(op.floatAttr(AttrKey::eps))), launch::rmsNormalize(),
+           {arena(x(0)), arena(y)}, text);
+    break;
+  case OpKind::MatMul:
+    launch(matmulKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmul(dim(1, 0)),
+           {arena(x(0)), weight(x(1)), arena(y)}, text);
+    break;
+  case OpKind::MatMulAdd:
+    launch(matmulAddKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmulAdd(dim(1, 0)),
+           {arena(x(0)), weight(x(1)), arena(x(2)), arena(y)}, text);
+    break;
+  case OpKind::MatMulSwiglu:
+    launch(matmulSwigluKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmulSwiglu(dim(1, 0)),
+           {arena(x(0)), weight(x(1)), weight(x(2)), arena(y)}, text);
+    break;
+  case OpKind::MatMulQkv:
+    launch(matmulQkvKernel(dim(1, 0), dim(2, 0), dim(3, 0), dim(1, 1), wtype(1), rms, eps),
+           launch::matmulQkv(dim(1, 0) + dim(2, 0) + dim(3, 0)),
+           {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), arena(y)}, text);
+    break;
+  case OpKind::MatMulQkvRopeKv: {
+    int64_t layer = op.intAttr(AttrKey::layer);
+    launch(matmulQkvRopeKvKernel(dim(1, 0), dim(2, 0), dim(1, 1), int(op.intAttr(AttrKey::head_size)), wtype(1), rms,
+                                 eps, float(op.floatAttr(AttrKey::theta))),
+           launch::matmulQkvRopeKv(dim(1, 0), dim(2, 0)),
+           {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), pos, kv(layer, false), kv(layer, true), arena(y)},
+           text);
+    break;
+  }
+  case OpKind::MatMulArgMax: {
+    int n = dim(1, 0);
+    unsigned partials = launch::matmulArgmaxPartials(n);
+    needScratch(uint64_t(partials) * 8);
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps), launch::matmulArgmax(n),
+           {arena(x(0)), weight(x(1)), scratch()}, text);
+    launch(argmaxKeysKernel(int(partials)), launch::argmaxKeys(), {scratch(), arena(y)}, text);
+    break;
+  }
+  case OpKind::Rope:
+    launch(ropeKernel(dim(0), int(op.intAttr(AttrKey::head_size)), float(op.floatAttr(AttrKey::theta))),
+           launch::rope(dim(0)), {arena(x(0)), pos, arena(y)}, text);
+    break;
+  case OpKind::KvWrite: {
+    int64_t layer = op.intAttr(AttrKey::layer);
+    launch(kvWriteKernel(dim(0)), launch::kvWrite(dim(0)),
+           {arena(x(0)), arena(x(1)), pos, kv(layer, false), kv(layer, true)}, text);
+    break;
+  }
+  case OpKind::Attention: {
+    int64_t layer = op.intAttr(AttrKey::layer);
+    int h = int(op.intAttr(AttrKey::n_heads)), kvh = int(op.intAttr(AttrKey::n_kv_heads)),
+        hs = int(op.intAttr(AttrKey::head_size)), s = int(m_.kvCache().seqLen);
+    if (s < kSplitAttentionFrom && s <= launch::kAttentionMaxSeqLen) {
+      launch(attentionKernel(h, kvh, hs, s), launch::attention(h),
+             {arena(x(0)), pos, kv(layer, false), kv(layer, true), arena(y)}, text);
+    } else {
+      needScratch(uint64_t(launch::attentionPartialFloats(h, hs, s)) * 4);
+      launch(attentionSplitKernel(h, kvh, hs, s), launch::attentionSplit(h, s),
+             {arena(x(0)), pos, kv(layer, false), kv(layer, true), scratch()}, text);
+      launch(attentionCombineKernel(h, hs, s), launch::attentionCombine(h), {scratch(), pos, arena(y)}, text);
+    }
+    break;
+  }
+  case OpKind::SiluMul:
+    launch(siluMulKernel(dim(0)), launch::siluMul(dim(0)), {arena(x(0)), arena(x(1)), arena(y)}, text);
+    break;
+  case OpKind::Add:
+    launch(addKernel(dim(0)), launch::add(dim(0)), {arena(x(0)), arena(x(1)), arena(y)}, text);
+    break;
+  case OpKind::Slice:
+    launch(sliceKernel(int(op.intAttr(AttrKey::offset)), int(op.intAttr(AttrKey::size))),
+           launch::slice(int(op.intAttr(AttrKey::size))), {arena(x(0)), arena(y)}, text);
+    break;
+  case OpKind::ArgMax:
+    launch(argmaxKernel(dim(0)), launch::argmax(), {arena(x(0)), arena(y)}, text);
+    break;
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error Emitter::emitFunction(const Function &f, bool planned) {
+  function_ = plan_.add_functions();
+  function_->set_name(f.name());
+  ValueNumbering names(f);
+  for (const auto &op : f.ops()) {
+    for (const Value *v : op->operands()) {
+      if (planned && v->isWeight() && llvm::cast<Weight>(v)->expr() != WeightExpr::File)
+        return error("@" + f.name() + ": weight @" + v->name() + " is not in the weights file yet (a codegen bug)");
+      if (v->definingOp() && v->arenaOffset() < 0)
+        return error("@" + f.name() + ": " + names.name(v) + " has no arena offset: plan memory first");
+    }
+    if (auto e = emitOp(*op, names)) return e;
+  }
+  const Value *out = f.results()[0];
+  auto *output = function_->mutable_output();
+  output->set_offset(out->arenaOffset());
+  output->set_bytes(out->type().byteSize());
+  output->set_dtype(toString(out->type().dtype).str());
+  return llvm::Error::success();
+}
+
+/// Compiles every kernel for every architecture, and the PTX for the
+/// lowest, on a pool of threads.
+llvm::Error compileAll(const std::vector<KernelWrapper> &kernels, const CudaOptions &options, plan::Plan &plan) {
+  struct Job {
+    size_t kernel;
+    std::string arch;
+  };
+  std::vector<Job> jobs;
+  for (size_t k = 0; k < kernels.size(); ++k) {
+    for (const std::string &arch : options.archs) jobs.push_back({k, arch});
+    jobs.push_back({k, "compute_" + llvm::StringRef(options.archs.front()).drop_front(3).str()});
+  }
+  std::vector<std::string> sources;
+  for (const KernelWrapper &k : kernels) sources.push_back(selfContainedSource({k}));
+  std::vector<runtime::cuda::CompiledKernel> results(jobs.size());
+  std::mutex mutex;
+  std::string firstError;
+  llvm::ThreadPool pool(llvm::hardware_concurrency(options.threads));
+  for (size_t j = 0; j < jobs.size(); ++j)
+    pool.async([&, j] {
+      const Job &job = jobs[j];
+      auto compiled = runtime::cuda::compileCuda(sources[job.kernel], kernels[job.kernel].name, job.arch);
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!compiled) {
+        if (firstError.empty()) firstError = llvm::toString(compiled.takeError());
+        else llvm::consumeError(compiled.takeError());
+        return;
+      }
+      if (!llvm::StringRef(compiled->log).trim().empty() && firstError.empty())
+        firstError = "NVRTC warned compiling " + kernels[job.kernel].name + " for " + job.arch + ":\n" + compiled->log;
+      results[j] = std::move(*compiled);
+    });
+  pool.wait();
+  if (!firstError.empty()) return error(firstError);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    plan::Kernel &k = *plan.mutable_kernels(jobs[j].kernel);
+    if (results[j].isPtx) {
+      k.set_ptx(results[j].image);
+      k.set_ptx_arch(jobs[j].arch);
+    } else {
+      auto *b = k.add_binaries();
+      b->set_arch(jobs[j].arch);
+      b->set_cubin(results[j].image);
+    }
+  }
+  return llvm::Error::success();
+}
+
+} // namespace
+
+llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &plan) {
+  if (m.arenaBytes() < 0) return error("the module has no memory plan (run plan-memory first)");
+  if (m.kvCache().dtype != DType::f32) return error("the CUDA kernels support an f32 KV cache only");
+  for (const std::string &arch : options.archs)
+    if (!llvm::StringRef(arch).startswith("sm_") || arch.size() < 5)
+      return error("--arch takes names like sm_80 or sm_90, got '" + arch + "'");
+  Emitter emitter(m, plan);
+  for (const auto &f : m.functions())
+    if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;
+  for (size_t i = 0; i < emitter.kernels().size(); ++i) {
+    const KernelWrapper &w = emitter.kernels()[i];
+    auto *k = plan.add_kernels();
+    k->set_name(w.name);
+    std::string ops;
+    for (const std::string &op : emitter.kernelOps()[i]) ops += op + "\n";
+    k->set_op(ops);
+    k->set_source(selfContainedSource({w}));
+  }
+  plan.mutable_memory()->set_arena_bytes(emitter.arenaBytesWithScratch());
+  if (!options.compile) return llvm::Error::success();
+  return compileAll(emitter.kernels(), options, plan);
+}
+
+void printCuda(const Module &m, const plan::Plan &plan, llvm::raw_ostream &os) {
+  os << "// CUDA generated by llamac for @" << m.name() << ": " << plan.kernels_size()
+     << " kernels. Each kernel's source in the plan inlines the templates of codegen/kernels/ it includes.\n";
+  for (const auto &k : plan.kernels()) {
+    os << "\n// ---- kernel " << k.name() << "\n";
+    llvm::StringRef ops = k.op();
+    while (!ops.empty()) {
+      auto [line, rest] = ops.split('\n');
+      if (!line.empty()) os << "// implements " << line << "\n";
+      ops = rest;
+    }
+    llvm::StringRef source = k.source();
+    size_t at = source.find("// ----- kernels");
+    os << (at == llvm::StringRef::npos ? source : source.drop_front(at + 17)).trim() << "\n";
+  }
+  for (const auto &f : plan.functions()) {
+    os << "\n// ---- @" << f.name() << ": " << f.launches_size() << " launches\n";
+    for (const auto &l : f.launches())
+      os << llvm::formatv("//   {0} <<<({1},{2}), {3}>>>\n", plan.kernels(l.kernel()).name(), l.grid_x(), l.grid_y(),
+                          l.block_x());
+  }
+}
+
+} // namespace llamac::codegen

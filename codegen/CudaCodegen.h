@@ -1,0 +1,50 @@
+//===- codegen/CudaCodegen.h - Kernels and launch lists for a plan -*- C++ -*-===//
+//
+// Turns the optimized, memory-planned module (its weights already re-pointed
+// into the plan's sidecar) into CUDA:
+//
+//   1. each op becomes one launch, or two for the ops with a second
+//      reduction stage (matmul_argmax, long-context attention), of a kernel
+//      instantiated from codegen/kernels/ with the op's sizes baked in;
+//      identical instantiations (the same op shape in every layer) are one
+//      kernel;
+//   2. every launch argument is an arena offset, a weight offset, a KV cache
+//      offset, the step's token or position, so a captured graph replays
+//      unchanged; scratch for two-stage ops goes after the planned arena;
+//   3. NVRTC compiles every kernel for every requested architecture, and to
+//      PTX, in parallel; a warning is an error.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/IR.h"
+#include "runtime/plan/plan.pb.h"
+
+#include "llvm/Support/raw_ostream.h"
+
+#include <string>
+#include <vector>
+
+namespace llamac::codegen {
+
+struct CudaOptions {
+  /// Each gets a cubin; the PTX is for the lowest.
+  std::vector<std::string> archs = {"sm_80", "sm_86", "sm_89", "sm_90"};
+  /// 0: one per core.
+  unsigned threads = 0;
+  /// false: emit sources and launches without compiling (--emit=cuda).
+  bool compile = true;
+  /// Weights must already point into the plan's weights file (their offsets
+  /// become launch arguments). Off for --emit=cuda and compile-only tests.
+  bool requireWeightsFile = true;
+};
+
+/// Fills plan.kernels and plan.functions, and grows plan.memory's arena by
+/// the scratch the launches need.
+llvm::Error emitCuda(const ir::Module &m, const CudaOptions &options, plan::Plan &plan);
+
+/// The readable form of what emitCuda produced, for --emit=cuda: each
+/// kernel's wrapper with the IR ops it implements, then the launch lists.
+void printCuda(const ir::Module &m, const plan::Plan &plan, llvm::raw_ostream &os);
+
+} // namespace llamac::codegen

@@ -1,0 +1,245 @@
+//===- codegen/KernelWrappers.cpp - One extern "C" wrapper per kernel -----===//
+
+#include "codegen/KernelWrappers.h"
+
+#include "codegen/KernelSources.h"
+#include "codegen/kernels/argmax.cuh"
+#include "codegen/kernels/attention.cuh"
+#include "codegen/kernels/gemv.cuh"
+#include "codegen/kernels/rmsnorm.cuh"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cassert>
+#include <functional>
+#include <set>
+
+namespace llamac::codegen {
+
+namespace {
+
+/// "f32", "f16", "bf16" in kernel names.
+std::string typeTag(ir::DType dtype) { return ir::toString(dtype).str(); }
+
+std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
+
+std::string boolText(bool value) { return value ? "true" : "false"; }
+
+KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
+                   std::string call) {
+  std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
+                                   "  {3};\n"
+                                   "}\n",
+                                   threads, name, params, call)
+                         .str();
+  return {std::move(file), std::move(name), threads, std::move(code)};
+}
+
+/// A float literal that reads back as exactly `v`.
+std::string floatText(float v) { return llvm::formatv("{0:e8}f", v).str(); }
+
+} // namespace
+
+std::string cudaTypeName(ir::DType dtype) {
+  switch (dtype) {
+  case ir::DType::f32:
+    return "float";
+  case ir::DType::f16:
+    return "llamac::f16";
+  case ir::DType::bf16:
+    return "llamac::bf16";
+  default:
+    return "unsupported";
+  }
+}
+
+KernelWrapper embeddingKernel(int d, ir::DType table) {
+  std::string t = cudaTypeName(table);
+  return make("embedding.cuh", llvm::formatv("embedding_d{0}_{1}", d, typeTag(table)),
+              launch::kElementwiseThreads, "const " + t + "* table, const int* token, float* y",
+              llvm::formatv("llamac::embedding<{0}, {1}>(table, token, y)", d, t));
+}
+
+KernelWrapper rmsnormKernel(int d, ir::DType gain, float eps) {
+  std::string t = cudaTypeName(gain);
+  return make("rmsnorm.cuh", llvm::formatv("rmsnorm_d{0}_{1}", d, typeTag(gain)),
+              launch::kRmsNormThreads, "const float* x, const " + t + "* g, float* y",
+              llvm::formatv("llamac::rmsnorm<{0}, {1}>(x, g, y, {2})", d, t, floatText(eps)));
+}
+
+KernelWrapper rmsNormalizeKernel(int d, float eps) {
+  return make("rms_normalize.cuh", llvm::formatv("rms_normalize_d{0}", d), launch::kRmsNormThreads,
+              "const float* x, float* y",
+              llvm::formatv("llamac::rms_normalize<{0}>(x, y, {1})", d, floatText(eps)));
+}
+
+KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul.cuh", llvm::formatv("matmul_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              launch::kGemvThreads, "const float* x, const " + t + "* w, float* y",
+              llvm::formatv("llamac::matmul<{0}, {1}, {2}, {3}>(x, w, y, {4})", n, k, t, boolText(rms),
+                            floatText(eps)));
+}
+
+KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul_add.cuh",
+              llvm::formatv("matmul_add_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              launch::kGemvThreads, "const float* x, const " + t + "* w, const float* r, float* y",
+              llvm::formatv("llamac::matmul_add<{0}, {1}, {2}, {3}>(x, w, r, y, {4})", n, k, t,
+                            boolText(rms), floatText(eps)));
+}
+
+KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul_swiglu.cuh",
+              llvm::formatv("matmul_swiglu_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              launch::kGemvThreads,
+              "const float* x, const " + t + "* w1, const " + t + "* w3, float* y",
+              llvm::formatv("llamac::matmul_swiglu<{0}, {1}, {2}, {3}>(x, w1, w3, y, {4})", n, k, t,
+                            boolText(rms), floatText(eps)));
+}
+
+KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul_qkv.cuh",
+              llvm::formatv("matmul_qkv_q{0}_k{1}_v{2}_k{3}_{4}{5}", nq, nk, nv, k, typeTag(weights),
+                            rmsTag(rms)),
+              launch::kGemvThreads,
+              "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t + "* wv, float* y",
+              llvm::formatv("llamac::matmul_qkv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, y, {6})", nq,
+                            nk, nv, k, t, boolText(rms), floatText(eps)));
+}
+
+KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
+                                    float eps, float theta) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul_qkv_rope_kv.cuh",
+              llvm::formatv("matmul_qkv_rope_kv_q{0}_kv{1}_k{2}_hs{3}_{4}{5}", nq, nk, k, headSize,
+                            typeTag(weights), rmsTag(rms)),
+              launch::kGemvThreads,
+              "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t +
+                  "* wv, const int* pos, float* kcache, float* vcache, float* y",
+              llvm::formatv("llamac::matmul_qkv_rope_kv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, "
+                            "pos, kcache, vcache, y, {6}, {7})",
+                            nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps)));
+}
+
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+  std::string t = cudaTypeName(weights);
+  return make("matmul_argmax.cuh",
+              llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              launch::kGemvThreads, "const float* x, const " + t + "* w, unsigned long long* keys",
+              llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}>(x, w, keys, {4})", n, k, t,
+                            boolText(rms), floatText(eps)));
+}
+
+KernelWrapper argmaxKeysKernel(int partialKeys) {
+  return make("matmul_argmax.cuh", llvm::formatv("argmax_keys_p{0}", partialKeys),
+              launch::kArgmaxThreads, "const unsigned long long* keys, int* token",
+              llvm::formatv("llamac::argmax_keys<{0}>(keys, token)", partialKeys));
+}
+
+KernelWrapper ropeKernel(int n, int headSize, float theta) {
+  return make("rope.cuh", llvm::formatv("rope_n{0}_hs{1}", n, headSize), launch::kElementwiseThreads,
+              "const float* x, const int* pos, float* y",
+              llvm::formatv("llamac::rope<{0}, {1}>(x, pos, y, {2})", n, headSize, floatText(theta)));
+}
+
+KernelWrapper kvWriteKernel(int nk) {
+  return make("kv_write.cuh", llvm::formatv("kv_write_nk{0}", nk), launch::kElementwiseThreads,
+              "const float* k, const float* v, const int* pos, float* kcache, float* vcache",
+              llvm::formatv("llamac::kv_write<{0}>(k, v, pos, kcache, vcache)", nk));
+}
+
+KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen) {
+  return make("attention.cuh", llvm::formatv("attention_h{0}_kvh{1}_hs{2}_s{3}", h, kvh, headSize, seqLen),
+              launch::kAttentionThreads,
+              "const float* q, const int* pos, const float* kcache, const float* vcache, float* out",
+              llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}>(q, pos, kcache, vcache, out)", h, kvh,
+                            headSize, seqLen));
+}
+
+KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen) {
+  return make("attention.cuh",
+              llvm::formatv("attention_split_h{0}_kvh{1}_hs{2}_s{3}", h, kvh, headSize, seqLen),
+              launch::kAttentionThreads,
+              "const float* q, const int* pos, const float* kcache, const float* vcache, float* partials",
+              llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}>(q, pos, kcache, vcache, partials)",
+                            h, kvh, headSize, seqLen));
+}
+
+KernelWrapper attentionCombineKernel(int h, int headSize, int seqLen) {
+  return make("attention.cuh", llvm::formatv("attention_combine_h{0}_hs{1}_s{2}", h, headSize, seqLen),
+              launch::kAttentionThreads, "const float* partials, const int* pos, float* out",
+              llvm::formatv("llamac::attention_combine<{0}, {1}, {2}>(partials, pos, out)", h, headSize,
+                            seqLen));
+}
+
+KernelWrapper siluMulKernel(int n) {
+  return make("silu_mul.cuh", llvm::formatv("silu_mul_n{0}", n), launch::kElementwiseThreads,
+              "const float* a, const float* b, float* y", llvm::formatv("llamac::silu_mul<{0}>(a, b, y)", n));
+}
+
+KernelWrapper addKernel(int n) {
+  return make("add.cuh", llvm::formatv("add_n{0}", n), launch::kElementwiseThreads,
+              "const float* a, const float* b, float* y", llvm::formatv("llamac::add<{0}>(a, b, y)", n));
+}
+
+KernelWrapper sliceKernel(int offset, int size) {
+  return make("slice.cuh", llvm::formatv("slice_o{0}_n{1}", offset, size), launch::kElementwiseThreads,
+              "const float* x, float* y", llvm::formatv("llamac::slice<{0}, {1}>(x, y)", offset, size));
+}
+
+KernelWrapper argmaxKernel(int n) {
+  return make("argmax.cuh", llvm::formatv("argmax_n{0}", n), launch::kArgmaxThreads,
+              "const float* x, int* token", llvm::formatv("llamac::argmax<{0}>(x, token)", n));
+}
+
+std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers) {
+  std::string source;
+  std::set<std::string> included;
+  for (const KernelWrapper &w : wrappers)
+    if (included.insert(w.file).second)
+      source += "#include \"" + w.file + "\"\n";
+  for (const KernelWrapper &w : wrappers)
+    source += "\n" + w.code;
+  return source;
+}
+
+std::vector<std::pair<std::string, std::string>> kernelHeaders() {
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (llvm::StringRef name : codegen::kernelSourceFiles())
+    headers.emplace_back(name.str(), codegen::kernelSource(name).str());
+  return headers;
+}
+
+std::string selfContainedSource(llvm::ArrayRef<KernelWrapper> wrappers) {
+  std::string source = "// Generated by llamac from the templates of codegen/kernels/.\n";
+  std::set<std::string> inlined;
+  // Depth-first, so each file's own includes come before it; `#pragma once`
+  // becomes "inline each file once".
+  std::function<void(llvm::StringRef)> inlineFile = [&](llvm::StringRef name) {
+    if (!inlined.insert(name.str()).second) return;
+    llvm::StringRef text = kernelSource(name);
+    assert(!text.empty() && "a wrapper names a kernel file that is not embedded");
+    source += "\n// ----- " + name.str() + "\n";
+    while (!text.empty()) {
+      auto [line, rest] = text.split('\n');
+      text = rest;
+      llvm::StringRef trimmed = line.trim();
+      if (trimmed == "#pragma once") continue;
+      if (trimmed.consume_front("#include \"") && trimmed.consume_back("\"")) {
+        inlineFile(trimmed);
+        continue;
+      }
+      source += line.str() + "\n";
+    }
+  };
+  for (const KernelWrapper &w : wrappers) inlineFile(w.file);
+  source += "\n// ----- kernels\n";
+  for (const KernelWrapper &w : wrappers) source += "\n" + w.code;
+  return source;
+}
+
+} // namespace llamac::codegen

@@ -1,0 +1,67 @@
+//===- codegen/KernelWrappers.h - One extern "C" wrapper per kernel -------===//
+//
+// The code generator instantiates the templates of codegen/kernels/ through a
+// small `extern "C" __global__` wrapper per instantiation, which includes the
+// op's .cuh and calls its template with the sizes baked in. The kernel tests
+// build their programs from the same functions, so what they compile for
+// every architecture and run on the GPU is exactly what plans hold.
+//
+// Each wrapper's kernel name encodes its sizes ("matmul_n257_k250_f16_rms"),
+// so one program can hold many instantiations of one op.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/Types.h"
+
+#include "llvm/ADT/ArrayRef.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace llamac::codegen {
+
+struct KernelWrapper {
+  std::string file;   // "matmul.cuh"
+  std::string name;   // the extern "C" kernel name
+  unsigned threads;   // __launch_bounds__, the block size it must be launched with
+  std::string code;   // the wrapper's definition
+};
+
+/// "float", "llamac::f16", "llamac::bf16".
+std::string cudaTypeName(ir::DType dtype);
+
+KernelWrapper embeddingKernel(int d, ir::DType table);
+KernelWrapper rmsnormKernel(int d, ir::DType gain, float eps);
+KernelWrapper rmsNormalizeKernel(int d, float eps);
+KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps);
+KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps);
+KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps);
+KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps);
+KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
+                                    float eps, float theta);
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps);
+KernelWrapper argmaxKeysKernel(int partialKeys);
+KernelWrapper ropeKernel(int n, int headSize, float theta);
+KernelWrapper kvWriteKernel(int nk);
+KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen);
+KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen);
+KernelWrapper attentionCombineKernel(int h, int headSize, int seqLen);
+KernelWrapper siluMulKernel(int n);
+KernelWrapper addKernel(int n);
+KernelWrapper sliceKernel(int offset, int size);
+KernelWrapper argmaxKernel(int n);
+
+/// One translation unit: the includes of all wrappers, then their code.
+std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers);
+
+/// The embedded kernel files as NVRTC headers: (include name, text).
+std::vector<std::pair<std::string, std::string>> kernelHeaders();
+
+/// One translation unit that needs no headers: the wrappers' .cuh files
+/// inlined (each once, in include order), then the wrappers. Plans store
+/// this, so llamarun can recompile a kernel without the templates at hand.
+std::string selfContainedSource(llvm::ArrayRef<KernelWrapper> wrappers);
+
+} // namespace llamac::codegen

@@ -1,0 +1,222 @@
+//===- codegen/kernels/common.cuh - What every llamac kernel template uses -===//
+//
+// The kernel templates are real CUDA C++ headers. The code generator emits a
+// small `extern "C" __global__` wrapper per IR op that includes the op's file
+// and calls its template with the sizes baked in; NVRTC compiles the result.
+//
+// Conventions shared by all templates:
+//   - Activations are f32. Weights are float, llamac::f16 or llamac::bf16
+//     (the IR's dtype names; a wrapper spells the template argument exactly
+//     so); they are widened to f32 and every sum is accumulated in f32.
+//   - Matrices are row-major [N][K]: y[n] = sum_k x[k] * W[n][k].
+//   - Sizes are template parameters; scalars that change per step (the token,
+//     the position) are read from device memory, so a captured CUDA graph can
+//     be replayed unchanged.
+//   - Every pointer is 16-byte aligned (cuMemAlloc gives 256; the memory
+//     planner and the weights file align every tensor to at least 16).
+//   - Constants at namespace scope are [[maybe_unused]]: a plan inlines these
+//     files into one translation unit per kernel, where another kernel's
+//     constant goes unused and NVRTC would warn (warning 177).
+//   - Math is precise (no fast math), written to match the CPU executor to
+//     1e-5 relative: sqrtf and '/' are IEEE, expf/sinf/cosf are within 2 ulp.
+//
+// The launch shape of each template is a constexpr function in namespace
+// llamac::launch. Those parts compile as plain C++ as well, so the code
+// generator and the tests include these files to compute grids; everything
+// else is device code, compiled only by a CUDA compiler.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#if defined(__CUDACC__)
+#define LLAMAC_DEVICE_CODE 1
+#define LLAMAC_HOST_DEVICE __host__ __device__
+#else
+#define LLAMAC_DEVICE_CODE 0
+#define LLAMAC_HOST_DEVICE
+#endif
+
+namespace llamac {
+
+/// 16-bit weight elements, as stored in the weights file. The kernels only
+/// widen them to f32, so they are plain bit patterns here rather than
+/// cuda_fp16.h's __half and cuda_bf16.h's __nv_bfloat16: NVRTC then needs no
+/// CUDA toolkit headers, and llamarun can recompile a plan's kernels on a
+/// machine that has libnvrtc but no toolkit.
+struct f16 {
+  unsigned short bits;
+};
+struct bf16 {
+  unsigned short bits;
+};
+
+namespace launch {
+
+/// The grid (x, y), the threads per block and the dynamic shared memory of one
+/// kernel launch. Blocks are one-dimensional.
+struct Shape {
+  unsigned gridX = 1;
+  unsigned gridY = 1;
+  unsigned blockX = 1;
+  unsigned dynamicSharedBytes = 0;
+};
+
+LLAMAC_HOST_DEVICE constexpr unsigned ceilDiv(unsigned a, unsigned b) { return (a + b - 1) / b; }
+
+[[maybe_unused]] constexpr int kWarpSize = 32;
+
+/// Threads per block of the simple element-wise kernels (one element each).
+[[maybe_unused]] constexpr int kElementwiseThreads = 256;
+
+LLAMAC_HOST_DEVICE constexpr Shape elementwise(unsigned elements) {
+  return {ceilDiv(elements, kElementwiseThreads), 1, kElementwiseThreads, 0};
+}
+
+} // namespace launch
+
+#if LLAMAC_DEVICE_CODE
+namespace detail {
+
+using launch::kWarpSize;
+
+/// IEEE half to float: exact, one instruction.
+__device__ __forceinline__ float halfBitsToFloat(unsigned short bits) {
+  float result;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(result) : "h"(bits));
+  return result;
+}
+
+/// bfloat16 is the high half of a float: exact.
+__device__ __forceinline__ float bfloat16BitsToFloat(unsigned short bits) {
+  return __uint_as_float((unsigned)bits << 16);
+}
+
+__device__ __forceinline__ float toFloat(float v) { return v; }
+__device__ __forceinline__ float toFloat(f16 v) { return halfBitsToFloat(v.bits); }
+__device__ __forceinline__ float toFloat(bf16 v) { return bfloat16BitsToFloat(v.bits); }
+
+/// Weight element types, 16 bytes at a time.
+template <typename T> struct Vec16 {
+  static constexpr int kElems = 16 / sizeof(T);
+};
+
+/// One 16-byte load of read-only data (weights); `p` must be 16-byte aligned.
+template <typename T> __device__ __forceinline__ uint4 load16(const T *p) {
+  return __ldg(reinterpret_cast<const uint4 *>(p));
+}
+
+/// Widens 16 bytes of packed T to f32.
+__device__ __forceinline__ void widen(uint4 raw, float (&out)[4], float) {
+  out[0] = __uint_as_float(raw.x);
+  out[1] = __uint_as_float(raw.y);
+  out[2] = __uint_as_float(raw.z);
+  out[3] = __uint_as_float(raw.w);
+}
+__device__ __forceinline__ void widen(uint4 raw, float (&out)[8], f16) {
+  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = halfBitsToFloat((unsigned short)(words[i] & 0xffffu));
+    out[2 * i + 1] = halfBitsToFloat((unsigned short)(words[i] >> 16));
+  }
+}
+__device__ __forceinline__ void widen(uint4 raw, float (&out)[8], bf16) {
+  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = __uint_as_float(words[i] << 16);
+    out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+}
+
+/// Four activations; `p` must be 16-byte aligned.
+__device__ __forceinline__ float4 loadFloat4(const float *p) {
+  return *reinterpret_cast<const float4 *>(p);
+}
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warpMax(float v) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+/// Sum over the first `Width` lanes of each aligned group of `Width` lanes
+/// (Width a power of two <= 32); every lane of the group gets the sum.
+template <int Width> __device__ __forceinline__ float groupSum(float v) {
+#pragma unroll
+  for (int offset = Width / 2; offset > 0; offset /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+/// Sum over the block; every thread must call it and gets the result.
+template <int Threads> __device__ __forceinline__ float blockSum(float v) {
+  static_assert(Threads % kWarpSize == 0 && Threads <= 1024, "whole warps, at most 1024 threads");
+  constexpr int kWarps = Threads / kWarpSize;
+  __shared__ float partial[kWarps];
+  __shared__ float total;
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  v = warpSum(v);
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < kWarps ? partial[lane] : 0.0f;
+    s = warpSum(s);
+    if (lane == 0)
+      total = s;
+  }
+  __syncthreads();
+  float result = total;
+  __syncthreads(); // a later call may reuse partial[] and total
+  return result;
+}
+
+__device__ __forceinline__ float negativeInfinity() { return __int_as_float(0xff800000); }
+
+/// Maximum over the block; every thread must call it and gets the result.
+template <int Threads> __device__ __forceinline__ float blockMax(float v) {
+  static_assert(Threads % kWarpSize == 0 && Threads <= 1024, "whole warps, at most 1024 threads");
+  constexpr int kWarps = Threads / kWarpSize;
+  __shared__ float partial[kWarps];
+  __shared__ float total;
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  v = warpMax(v);
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float m = lane < kWarps ? partial[lane] : negativeInfinity();
+    m = warpMax(m);
+    if (lane == 0)
+      total = m;
+  }
+  __syncthreads();
+  float result = total;
+  __syncthreads();
+  return result;
+}
+
+/// 1 / sqrt(mean(x^2) + eps), the RMSNorm scale, computed by the whole block in
+/// the CPU executor's order of operations: ss / K, + eps, sqrtf, 1 / that.
+template <int K, int Threads>
+__device__ __forceinline__ float rmsInverse(const float *x, float eps) {
+  float ss = 0.0f;
+  for (int k = threadIdx.x; k < K; k += Threads)
+    ss = fmaf(x[k], x[k], ss);
+  ss = blockSum<Threads>(ss);
+  return 1.0f / sqrtf(ss / (float)K + eps);
+}
+
+} // namespace detail
+#endif // LLAMAC_DEVICE_CODE
+
+} // namespace llamac

@@ -1,0 +1,83 @@
+//===- codegen/kernels/matmul_argmax.cuh - the classifier fused with argmax -===//
+//
+// Op:     %t = matmul_argmax %x, @W [rms prologue]   x: [K] f32, W: [N][K] of T -> t: i32
+// Math:   t = argmax_n sum_k (x[k] * s) * W[n][k]   (s as in matmul.cuh; argmax
+//         as in argmax.cuh: lowest index on ties). The logits never reach memory.
+// Launch: two kernels, deterministic, with no state to reset between steps:
+//   1. matmul_argmax<N, K, T, Rms>: launch::matmulArgmax(N), ceil(N / 8) blocks
+//      of 256 threads, one row per warp; block b writes the packed key of its
+//      best row to partialKeys[b].
+//   2. argmax_keys<P>: launch::argmaxKeys(), 1 block of 1024 threads, reduces
+//      the P = launch::matmulArgmaxPartials(N) keys to the token.
+//   Scratch: P 8-byte keys.
+// Bytes:  N*K*sizeof(T) + K*4 + 8*P*2. stories110M wcls (32000x768 f32): 98 MB,
+//         33 us at 3 TB/s, the largest single read of a step.
+//
+// Wrappers the code generator emits:
+//   // %40 = matmul_argmax %39, @wcls : tensor<i32>
+//   extern "C" __global__ void __launch_bounds__(256)
+//   k40_matmul_argmax(const float* x, const float* w, unsigned long long* keys) {
+//     llamac::matmul_argmax<32000 /*N*/, 768 /*K*/, float, true /*rms prologue*/>(x, w, keys, 1e-5f);
+//   }
+//   extern "C" __global__ void __launch_bounds__(1024)
+//   k40_argmax_keys(const unsigned long long* keys, int* token) {
+//     llamac::argmax_keys<4000 /*partial keys*/>(keys, token);
+//   }
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "argmax.cuh"
+#include "gemv.cuh"
+
+namespace llamac {
+namespace launch {
+
+LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n) { return gemv(n); }
+LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n) { return gemv(n).gridX; }
+LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys() { return {1, 1, kArgmaxThreads, 0}; }
+
+} // namespace launch
+
+#if LLAMAC_DEVICE_CODE
+template <int N, int K, typename T, bool RmsPrologue>
+__device__ __forceinline__ void matmul_argmax(const float *__restrict__ x, const T *__restrict__ w,
+                                              unsigned long long *__restrict__ partialKeys,
+                                              float eps) {
+  __shared__ unsigned long long warpKeys[launch::kGemvWarps];
+  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
+  const int row = detail::gemvWarpTask();
+  const int warp = threadIdx.x / launch::kWarpSize, lane = threadIdx.x % launch::kWarpSize;
+  unsigned long long key = 0; // rows past N take part as "nothing"
+  if (row < N) {
+    const T *rows[1] = {w + (size_t)row * K};
+    float dot[1];
+    detail::warpDots<K, T, 1>(x, scale, rows, dot);
+    key = detail::argmaxKey(dot[0], (unsigned)row);
+  }
+  if (lane == 0)
+    warpKeys[warp] = key;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned long long best = warpKeys[0];
+#pragma unroll
+    for (int i = 1; i < launch::kGemvWarps; ++i)
+      best = detail::maxKey(best, warpKeys[i]);
+    partialKeys[blockIdx.x] = best;
+  }
+}
+
+template <int PartialKeys>
+__device__ __forceinline__ void argmax_keys(const unsigned long long *__restrict__ partialKeys,
+                                            int *__restrict__ token) {
+  constexpr int kThreads = launch::kArgmaxThreads;
+  unsigned long long key = 0;
+  for (int i = threadIdx.x; i < PartialKeys; i += kThreads)
+    key = detail::maxKey(key, partialKeys[i]);
+  key = detail::blockMaxKey<kThreads>(key);
+  if (threadIdx.x == 0)
+    *token = detail::argmaxKeyIndex(key);
+}
+#endif // LLAMAC_DEVICE_CODE
+
+} // namespace llamac

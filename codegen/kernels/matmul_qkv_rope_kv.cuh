@@ -1,0 +1,72 @@
+//===- codegen/kernels/matmul_qkv_rope_kv.cuh - Q, K, V, RoPE, KV cache write ===//
+//
+// Op:     %q = matmul_qkv_rope_kv %x, @Wq, @Wk, @Wv, %pos [rms prologue]
+//              {head_size = HS, theta, layer}
+//         x: [K] f32; Wq: [Nq][K], Wk: [Nk][K], Wv: [Nk][K] of T; pos: i32 in
+//         device memory; kcache, vcache: this layer's [seq_len][Nk] f32 (the
+//         caller offsets the cache pointers to the layer).
+// Math:   x' = x * s (s as in matmul.cuh); q = Wq x', k = Wk x', v = Wv x';
+//         RoPE (rope.cuh) on q and on k, each with j = index % HS;
+//         kcache[pos][:] = rotated k; vcache[pos][:] = v; y = rotated q [Nq].
+// Launch: launch::matmulQkvRopeKv(Nq, Nk): one warp per row PAIR (RoPE rotates
+//         rows 2i and 2i+1 together), ceil((Nq + 2*Nk)/2 / 8) blocks of 256.
+// Bytes:  (Nq+2*Nk)*K*sizeof(T) + K*4 + (Nq+2*Nk)*4. stories110M f32: 7.1 MB.
+//
+// Wrapper the code generator emits:
+//   // %6 = matmul_qkv_rope_kv %5, @l0.wq, @l0.wk, @l0.wv, %pos {head_size = 64, theta = 10000.0, layer = 0}
+//   extern "C" __global__ void __launch_bounds__(256)
+//   k6_matmul_qkv_rope_kv(const float* x, const float* wq, const float* wk, const float* wv,
+//                         const int* pos, float* kcache, float* vcache, float* y) {
+//     llamac::matmul_qkv_rope_kv<768 /*Nq*/, 768 /*Nk*/, 768 /*K*/, 64 /*head size*/, float, true /*rms*/>(
+//         x, wq, wk, wv, pos, kcache, vcache, y, 10000.0f, 1e-5f);
+//   }
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "gemv.cuh"
+#include "rope.cuh"
+
+namespace llamac {
+namespace launch {
+
+LLAMAC_HOST_DEVICE constexpr Shape matmulQkvRopeKv(unsigned nq, unsigned nk) {
+  return gemv((nq + 2 * nk) / 2);
+}
+
+} // namespace launch
+
+#if LLAMAC_DEVICE_CODE
+template <int Nq, int Nk, int K, int HeadSize, typename T, bool RmsPrologue>
+__device__ __forceinline__ void
+matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const T *__restrict__ wk,
+                   const T *__restrict__ wv, const int *__restrict__ pos, float *__restrict__ kcache,
+                   float *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
+  static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
+                "whole heads of pairs");
+  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
+  const int row = 2 * detail::gemvWarpTask(); // the pair (row, row + 1)
+  if (row >= Nq + 2 * Nk)
+    return;
+
+  // Each kind of row: its matrix, its row within it, whether it rotates.
+  const bool isQ = row < Nq, isK = !isQ && row < Nq + Nk;
+  const int local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
+  const T *matrix = isQ ? wq : isK ? wk : wv;
+  const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
+  float dots[2];
+  detail::warpDots<K, T, 2>(x, scale, rows, dots);
+  if (threadIdx.x % launch::kWarpSize != 0)
+    return;
+
+  const int p = *pos;
+  float v0 = dots[0], v1 = dots[1];
+  if (isQ || isK)
+    detail::ropeRotate<HeadSize>(local % HeadSize, p, theta, v0, v1);
+  float *out = isQ ? y + local : isK ? kcache + (size_t)p * Nk + local : vcache + (size_t)p * Nk + local;
+  out[0] = v0;
+  out[1] = v1;
+}
+#endif // LLAMAC_DEVICE_CODE
+
+} // namespace llamac

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Every GPU check in one go, for the GPU machine (run from the repo root with
+# .bundle/ from scripts/bundle.sh beside it). Writes logs and a JSON summary
+# to $OUT (default ./gpu-out). Steps can be chosen: STEPS="kernels e2e ...".
+#
+#   kernels    kernel_gpu_tests: every kernel against a C++ reference
+#   e2e        greedy tokens CUDA vs CPU on the real models, full seq_len
+#   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU
+#   recompile  a plan with only sm_80 cubins runs by recompiling with NVRTC
+#   sanitizer  compute-sanitizer memcheck and racecheck on stories260K
+#   bench      decode tok/s against the bandwidth floor (stories110M f32, ...)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+B=$PWD/.bundle
+export LD_LIBRARY_PATH=$B/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=$B/bin:/usr/local/cuda/bin:$PATH
+export LLAMAC_MODELS=$B/models
+M=$B/models
+W=${WORK:-/tmp/llamac-gpu}
+mkdir -p "$W"
+STEPS=${STEPS:-"kernels e2e random recompile sanitizer bench"}
+summary=$OUT/summary.json
+echo "{" > "$summary"
+record() { # name status detail
+  printf '  "%s": {"status": "%s", "detail": %s},\n' "$1" "$2" "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$3")" >> "$summary"
+  echo "== $1: $2 $3"
+}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+
+# Greedy tokens on `device` for `plan`, `steps` positions, as one line of ids.
+tokens() { llamarun "$1" --device "$2" --steps "$3" --prompt-tokens 1 --json --quiet 2>>"$OUT/llamarun.err" |
+  python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))'; }
+
+compare() { # name plan steps
+  local cpu gpu
+  cpu=$(tokens "$2" cpu "$3"); gpu=$(tokens "$2" cuda "$3")
+  if [ -n "$gpu" ] && [ "$cpu" == "$gpu" ]; then
+    record "$1" pass "$(echo $gpu | wc -w) tokens identical"
+  else
+    local same; same=$(python3 -c 'import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); n=next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))); print(n)' "$cpu" "$gpu")
+    record "$1" fail "cpu ${cpu:0:200} | gpu ${gpu:0:200} | first $same tokens identical"
+  fi
+}
+
+if has kernels; then
+  kernel_gpu_tests > "$OUT/kernel_gpu_tests.log" 2>&1 && record kernel_gpu_tests pass "$(tail -1 "$OUT/kernel_gpu_tests.log")" \
+    || record kernel_gpu_tests fail "$(grep -E 'FAILED|Failure' "$OUT/kernel_gpu_tests.log" | head -20)"
+fi
+
+if has e2e; then
+  for m in stories260K:tok512.model llama2xs_gqa_model:tok512.bin aidreams260K:aidreams260K_tok512.bin; do
+    name=${m%%:*}; tok=${m##*:}
+    llamac compile "$M/$name.bin" -o "$W/$name.pb" --tokenizer "$M/$tok" 2>>"$OUT/llamac.err" || { record "e2e_$name" fail "compile failed"; continue; }
+    seq=$(llamac dump "$W/$name.pb" | sed -n 's/.*max seq len \([0-9]*\).*/\1/p')
+    compare "e2e_$name" "$W/$name.pb" "$seq"
+  done
+  llamarun "$W/stories260K.pb" --device cuda --prompt "Once upon a time" --steps 64 > "$OUT/stories260K.txt" 2>&1
+  record e2e_text info "$(head -c 300 "$OUT/stories260K.txt")"
+fi
+
+if has random; then
+  for shape in stories110M llama-3.2-1b; do
+    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 2>>"$OUT/llamac.err" || { record "random_$shape" fail "compile failed"; continue; }
+    compare "random_$shape" "$W/$shape.pb" 128
+  done
+fi
+
+if has recompile; then
+  llamac compile "$M/stories260K.bin" -o "$W/sm80.pb" --arch sm_80 2>>"$OUT/llamac.err"
+  llamarun "$W/sm80.pb" --device cuda --steps 32 --prompt-tokens 1 > "$OUT/recompile.txt" 2>&1
+  if grep -q "recompiling" "$OUT/recompile.txt"; then record recompile pass "$(grep recompiling "$OUT/recompile.txt")"
+  else record recompile fail "$(tail -3 "$OUT/recompile.txt")"; fi
+fi
+
+if has sanitizer; then
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 llamarun "$W/stories260K.pb" --device cuda --steps 24 --prompt-tokens 1 > "$OUT/sanitizer-$tool.log" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] && record "sanitizer_$tool" pass "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)" \
+      || record "sanitizer_$tool" fail "rc=$rc $(grep -E 'ERROR|Invalid|race' "$OUT/sanitizer-$tool.log" | head -5)"
+  done
+fi
+
+if has bench; then
+  for shape in ${BENCH_SHAPES:-stories110M}; do
+    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    for dtype in ${BENCH_DTYPES:-f32}; do
+      llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err" || { record "bench_${shape}_$dtype" fail "compile failed"; continue; }
+      llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens 128 --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_$dtype.json" 2>>"$OUT/llamarun.err"
+      record "bench_${shape}_$dtype" info "$(cat "$OUT/bench_${shape}_$dtype.json")"
+    done
+  done
+fi
+
+echo '  "done": true' >> "$summary"
+echo "}" >> "$summary"

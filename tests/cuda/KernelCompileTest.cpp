@@ -1,0 +1,223 @@
+//===- tests/cuda/KernelCompileTest.cpp - Every template compiles cleanly -===//
+//
+// Instantiates every kernel template through a wrapper like the code
+// generator's, at awkward sizes and all weight types, and compiles it with
+// NVRTC for each architecture llamac targets. A compile error or any warning
+// fails. Needs libnvrtc (CI has the CUDA toolkit); without it the test fails
+// unless LLAMAC_NO_NVRTC=1 says that is expected.
+//
+//===----------------------------------------------------------------------===//
+
+#include "tests/cuda/KernelWrappers.h"
+
+#include "codegen/KernelSources.h"
+#include "codegen/kernels/attention.cuh"
+#include "codegen/kernels/matmul.cuh"
+#include "codegen/kernels/matmul_argmax.cuh"
+#include "codegen/kernels/matmul_qkv_rope_kv.cuh"
+#include "runtime/cuda/Nvrtc.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iostream>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+namespace llamac::test {
+namespace {
+
+using ir::DType;
+using runtime::cuda::Nvrtc;
+
+const char *const kArchs[] = {"sm_80", "sm_86", "sm_89", "sm_90"};
+
+/// Compiles in parallel on the two cores CI has.
+constexpr int kCompileThreads = 2;
+
+bool nvrtcOptional() {
+  const char *value = std::getenv("LLAMAC_NO_NVRTC");
+  return value && std::string(value) == "1";
+}
+
+/// One program per op: its instantiations at the sizes that stress it.
+std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
+  const DType types[] = {DType::f32, DType::f16, DType::bf16};
+  std::vector<std::pair<std::string, std::vector<KernelWrapper>>> result;
+
+  std::vector<KernelWrapper> matmuls, fused, small;
+  for (DType t : types) {
+    // K = 250: no vector path for any type; K = 264: vector path for all,
+    // with a tail of vectors that does not fill the unrolled steps.
+    matmuls.push_back(matmulKernel(257, 250, t, true));
+    matmuls.push_back(matmulKernel(64, 264, t, false));
+    matmuls.push_back(matmulAddKernel(257, 250, t, false));
+    matmuls.push_back(matmulAddKernel(768, 768, t, true));
+    fused.push_back(matmulSwigluKernel(257, 250, t, true));
+    fused.push_back(matmulSwigluKernel(2048, 768, t, false));
+    fused.push_back(matmulQkvKernel(64, 16, 16, 250, t, true));
+    fused.push_back(matmulQkvRopeKvKernel(96, 32, 250, 8, t, true));
+    fused.push_back(matmulQkvRopeKvKernel(768, 256, 768, 128, t, false));
+    fused.push_back(matmulArgmaxKernel(257, 250, t, true));
+    small.push_back(embeddingKernel(257, t));
+    small.push_back(rmsnormKernel(250, t));
+  }
+  fused.push_back(argmaxKeysKernel(33));
+  result.push_back({"matmul", matmuls});
+  result.push_back({"fused_matmul", fused});
+
+  small.push_back(rmsNormalizeKernel(7));
+  small.push_back(ropeKernel(96, 16));
+  small.push_back(ropeKernel(256, 128));
+  small.push_back(kvWriteKernel(250));
+  small.push_back(siluMulKernel(257));
+  small.push_back(addKernel(257));
+  small.push_back(sliceKernel(3, 250));
+  small.push_back(argmaxKernel(32000));
+  result.push_back({"elementwise", small});
+
+  std::vector<KernelWrapper> attention;
+  attention.push_back(attentionKernel(4, 2, 8, 7));
+  attention.push_back(attentionKernel(6, 6, 16, 1));
+  attention.push_back(attentionKernel(8, 2, 64, 512));
+  attention.push_back(attentionKernel(4, 1, 128, 8192));
+  attention.push_back(attentionKernel(2, 2, 6, 7)); // a head size that is not a multiple of 4
+  attention.push_back(attentionSplitKernel(4, 2, 8, 7));
+  attention.push_back(attentionSplitKernel(32, 8, 128, 8192));
+  attention.push_back(attentionCombineKernel(4, 8, 7));
+  attention.push_back(attentionCombineKernel(32, 128, 8192));
+  result.push_back({"attention", attention});
+  return result;
+}
+
+TEST(KernelSources, EveryOpHasItsFile) {
+  for (const char *name :
+       {"common.cuh", "gemv.cuh", "embedding.cuh", "rmsnorm.cuh", "rms_normalize.cuh", "matmul.cuh",
+        "matmul_add.cuh", "matmul_swiglu.cuh", "matmul_qkv.cuh", "matmul_qkv_rope_kv.cuh", "rope.cuh",
+        "kv_write.cuh", "attention.cuh", "silu_mul.cuh", "add.cuh", "slice.cuh", "argmax.cuh",
+        "matmul_argmax.cuh"}) {
+    llvm::StringRef text = codegen::kernelSource(name);
+    EXPECT_TRUE(text.contains("#pragma once")) << name << " is missing or not embedded";
+  }
+  EXPECT_TRUE(codegen::kernelSource("no_such_file.cuh").empty());
+  EXPECT_EQ(codegen::kernelSourceFiles().size(), 18u);
+}
+
+TEST(KernelLaunch, ShapesCoverTheWork) {
+  EXPECT_EQ(launch::matmul(257).gridX, 33u); // 8 rows per block
+  EXPECT_EQ(launch::matmul(257).blockX, 256u);
+  EXPECT_EQ(launch::matmulQkvRopeKv(96, 32).gridX, 10u); // 80 row pairs
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000), 4000u);
+  EXPECT_EQ(launch::elementwise(257).gridX, 2u);
+  EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 32u);
+  EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 32u * 130u);
+}
+
+TEST(KernelCompile, AllTemplatesAllArchsWithoutWarnings) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    std::string why = llvm::toString(nvrtc.takeError());
+    if (nvrtcOptional())
+      GTEST_SKIP() << "LLAMAC_NO_NVRTC=1: " << why;
+    FAIL() << why << "\n(set LLAMAC_NO_NVRTC=1 where NVRTC is not expected)";
+  }
+  auto version = nvrtc->version();
+  std::vector<int> supported = nvrtc->supportedArchs();
+  std::cout << "NVRTC " << version.major << "." << version.minor << " from "
+            << nvrtc->libraryName().str() << "\n";
+
+  struct Job {
+    std::string name, arch, source;
+  };
+  std::vector<Job> jobs;
+  for (const auto &[name, wrappers] : programs()) {
+    std::string source = programSource(wrappers);
+    for (const char *arch : kArchs) {
+      int sm = std::atoi(arch + 3);
+      if (std::find(supported.begin(), supported.end(), sm) == supported.end()) {
+        ADD_FAILURE() << "NVRTC " << version.major << "." << version.minor << " cannot target " << arch;
+        continue;
+      }
+      jobs.push_back({name, arch, source});
+    }
+  }
+
+  auto headers = kernelHeaders();
+  std::atomic<size_t> next{0};
+  std::mutex failuresMutex;
+  std::vector<std::string> failures;
+  auto worker = [&] {
+    for (size_t i = next++; i < jobs.size(); i = next++) {
+      const Job &job = jobs[i];
+      auto compiled = runtime::cuda::compileCuda(job.source, job.name + ".cu", job.arch, {}, headers);
+      std::string failure;
+      if (!compiled)
+        failure = llvm::toString(compiled.takeError());
+      else if (!compiled->log.empty())
+        failure = job.name + " for " + job.arch + " compiled with warnings:\n" + compiled->log;
+      else if (compiled->image.empty())
+        failure = job.name + " for " + job.arch + ": empty cubin";
+      if (!failure.empty()) {
+        std::lock_guard<std::mutex> lock(failuresMutex);
+        failures.push_back(failure);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kCompileThreads; ++t)
+    threads.emplace_back(worker);
+  for (std::thread &t : threads)
+    t.join();
+  for (const std::string &failure : failures)
+    ADD_FAILURE() << failure;
+}
+
+TEST(KernelCompile, PtxForACompute) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  auto compiled = runtime::cuda::compileCuda(programSource({addKernel(5)}), "add.cu", "compute_80", {},
+                                             kernelHeaders());
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+  EXPECT_TRUE(compiled->isPtx);
+  EXPECT_NE(compiled->image.find(".entry add_n5"), std::string::npos);
+}
+
+TEST(KernelCompile, ErrorsCarryTheLog) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  auto compiled = runtime::cuda::compileCuda("extern \"C\" __global__ void k() { undeclared(); }",
+                                             "broken.cu", "sm_80");
+  ASSERT_FALSE(bool(compiled));
+  std::string message = llvm::toString(compiled.takeError());
+  EXPECT_NE(message.find("broken.cu: NVRTC compilation for sm_80 failed"), std::string::npos) << message;
+  EXPECT_NE(message.find("undeclared"), std::string::npos) << message;
+
+  auto badArch = runtime::cuda::compileCuda("", "empty.cu", "90");
+  ASSERT_FALSE(bool(badArch));
+  EXPECT_NE(llvm::toString(badArch.takeError()).find("architecture must look like sm_90"),
+            std::string::npos);
+}
+
+TEST(KernelCompile, WarningsReachTheCaller) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  // An unused variable is a warning, not an error: the log must show it.
+  auto compiled = runtime::cuda::compileCuda(
+      "extern \"C\" __global__ void k(int* p) { int unused = 3; *p = 1; }", "warn.cu", "sm_80");
+  ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+  EXPECT_NE(compiled->log.find("unused"), std::string::npos) << "log: " << compiled->log;
+}
+
+} // namespace
+} // namespace llamac::test
