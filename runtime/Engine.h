@@ -48,6 +48,12 @@ struct PlanProgram {
 };
 llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef planName);
 
+/// The weight bytes one decode step must read: every weight an op reads in
+/// full, once, plus one row of an embedding table. The floor of a step is
+/// this over the memory bandwidth (a tied classifier counts once, as the
+/// classifier; the embedding reads only the token's row).
+uint64_t stepWeightBytes(const ir::Function &f);
+
 /// The CPU executor behind the Engine interface. `threads` 0: one per core.
 llvm::Expected<std::unique_ptr<Engine>> createCpuEngine(const LoadedPlan &plan, const PlanProgram &program,
                                                         unsigned threads);

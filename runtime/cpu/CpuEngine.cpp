@@ -3,6 +3,7 @@
 #include "ir/Parser.h"
 #include "runtime/cpu/CpuExecutor.h"
 
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <chrono>
@@ -23,6 +24,18 @@ llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef 
   if (auto e = checkWeightsFit(*program.module, plan.weights->getBufferSize(), plan.plan.weights().file_name()))
     return e;
   return program;
+}
+
+uint64_t stepWeightBytes(const ir::Function &f) {
+  llvm::SmallPtrSet<const ir::Value *, 32> seen;
+  uint64_t bytes = 0;
+  for (const auto &op : f.ops())
+    for (const ir::Value *v : op->operands()) {
+      if (!v->isWeight() || !seen.insert(v).second) continue;
+      const ir::TensorType &t = v->type();
+      bytes += op->kind() == ir::OpKind::Embedding ? t.byteSize() / t.shape[0] : t.byteSize();
+    }
+  return bytes;
 }
 
 namespace {

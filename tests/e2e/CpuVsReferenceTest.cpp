@@ -2,6 +2,8 @@
 // token-identical to an independent forward pass written straight from the
 // file format (tests/reference), unoptimized and after the default pipeline.
 
+#include "ir/Parser.h"
+#include "ir/Printer.h"
 #include "passes/Pipeline.h"
 #include "tests/reference/Llama2cReference.h"
 #include "tests/support/Numerics.h"
@@ -66,6 +68,43 @@ TEST(CpuVsReference, LogitsMatchUnoptimized) {
   std::vector<std::vector<float>> expected;
   for (size_t pos = 0; pos < tokens.size(); ++pos) expected.push_back(ref->forward(tokens[pos], int(pos)));
   test::expectLogitsClose(actual, expected, 1e-6, "stories260K unoptimized vs reference");
+}
+
+TEST(Pipeline, LogitsWithinTolerancePerLevel) {
+  // The whole default pipeline at each level against the unoptimized import:
+  // logits within 1e-5 relative on random and real models.
+  test::TempDir dir;
+  std::vector<std::string> paths;
+  for (const auto &shape : test::kRandomShapes) paths.push_back(test::makeRandomModel(dir, shape));
+  for (const auto &model : test::kRealModels) paths.push_back(test::modelPath(model.file));
+  for (const std::string &path : paths) {
+    test::LoadedModel raw = test::LoadedModel::load(path);
+    ASSERT_TRUE(raw.module) << path;
+    int vocab = int(raw.module->function("decode")->results()[0]->type().shape[0]);
+    std::vector<int> tokens = test::sampleTokens(vocab, 12);
+    auto expected = test::decodeLogits(*raw.module, raw.bytes(), tokens);
+    for (unsigned level : {1u, 2u}) {
+      test::LoadedModel model = test::LoadedModel::load(path);
+      optimize(*model.module, level);
+      auto actual = test::decodeLogits(*model.module, model.bytes(), tokens);
+      test::expectLogitsClose(actual, expected, 1e-5, path + " -O" + std::to_string(level));
+    }
+  }
+}
+
+TEST(Pipeline, IrRoundTripsForRandomShapes) {
+  test::TempDir dir;
+  for (const auto &shape : test::kRandomShapes) {
+    test::LoadedModel model = test::LoadedModel::load(test::makeRandomModel(dir, shape));
+    ASSERT_TRUE(model.module);
+    for (int stage = 0; stage < 2; ++stage) {
+      if (stage == 1) optimize(*model.module, 2);
+      std::string text = ir::toString(*model.module);
+      auto parsed = ir::parseModule(text, shape.name);
+      ASSERT_TRUE(bool(parsed)) << llvm::toString(parsed.takeError());
+      EXPECT_EQ(ir::toString(**parsed), text) << shape.name << (stage ? " optimized" : " imported");
+    }
+  }
 }
 
 } // namespace
