@@ -25,17 +25,32 @@ std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
 
 std::string boolText(bool value) { return value ? "true" : "false"; }
 
+/// Who waits for the kernel before this one (common.cuh: programmatic
+/// dependent launch): the wrapper, before calling the template, or the
+/// template itself, as the matmul family does in warpDots after issuing its
+/// first weight loads.
+enum class Wait { InWrapper, InTemplate };
+
+/// Every kernel first lets the next one launch, may prefetch its weights
+/// into L2, and waits for the kernel before it.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
-                   std::string call) {
+                   std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper) {
+  std::string wait = waits == Wait::InWrapper ? "  llamac::detail::waitForPreviousKernel();\n" : "";
   std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
+                                   "  llamac::detail::allowDependentLaunch();\n"
+                                   "{4}{5}"
                                    "  {3};\n"
                                    "}\n",
-                                   threads, name, params, call)
+                                   threads, name, params, call, prefetch, wait)
                          .str();
   return {std::move(file), std::move(name), threads, std::move(code)};
 }
 
-/// A float literal that reads back as exactly `v`.
+/// The statement prefetching a gemv kernel's rows of `weight` into L2.
+std::string prefetchRows(int n, int k, const std::string &type, const char *weight) {
+  return llvm::formatv("  llamac::detail::prefetchBlockRows<{0}, {1}, {2}>({3});\n", n, k, type, weight).str();
+}
+
 std::string floatText(float v) { return llvm::formatv("{0:e8}f", v).str(); }
 
 } // namespace
@@ -78,7 +93,8 @@ KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps)
   return make("matmul.cuh", llvm::formatv("matmul_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, float* y",
               llvm::formatv("llamac::matmul<{0}, {1}, {2}, {3}>(x, w, y, {4})", n, k, t, boolText(rms),
-                            floatText(eps)));
+                            floatText(eps)),
+              prefetchRows(n, k, t, "w"), Wait::InTemplate);
 }
 
 KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps) {
@@ -87,7 +103,8 @@ KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float e
               llvm::formatv("matmul_add_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, const float* r, float* y",
               llvm::formatv("llamac::matmul_add<{0}, {1}, {2}, {3}>(x, w, r, y, {4})", n, k, t,
-                            boolText(rms), floatText(eps)));
+                            boolText(rms), floatText(eps)),
+              prefetchRows(n, k, t, "w"), Wait::InTemplate);
 }
 
 KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps) {
@@ -97,7 +114,8 @@ KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, floa
               launch::kGemvThreads,
               "const float* x, const " + t + "* w1, const " + t + "* w3, float* y",
               llvm::formatv("llamac::matmul_swiglu<{0}, {1}, {2}, {3}>(x, w1, w3, y, {4})", n, k, t,
-                            boolText(rms), floatText(eps)));
+                            boolText(rms), floatText(eps)),
+              prefetchRows(n, k, t, "w1") + prefetchRows(n, k, t, "w3"), Wait::InTemplate);
 }
 
 KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps) {
@@ -108,7 +126,8 @@ KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, 
               launch::kGemvThreads,
               "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t + "* wv, float* y",
               llvm::formatv("llamac::matmul_qkv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, y, {6})", nq,
-                            nk, nv, k, t, boolText(rms), floatText(eps)));
+                            nk, nv, k, t, boolText(rms), floatText(eps)),
+              "", Wait::InTemplate);
 }
 
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
@@ -122,7 +141,8 @@ KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DTy
                   "* wv, const int* pos, float* kcache, float* vcache, float* y",
               llvm::formatv("llamac::matmul_qkv_rope_kv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, "
                             "pos, kcache, vcache, y, {6}, {7})",
-                            nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps)));
+                            nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps)),
+              "", Wait::InTemplate);
 }
 
 KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps) {
@@ -131,7 +151,8 @@ KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, floa
               llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, unsigned long long* keys",
               llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}>(x, w, keys, {4})", n, k, t,
-                            boolText(rms), floatText(eps)));
+                            boolText(rms), floatText(eps)),
+              prefetchRows(n, k, t, "w"), Wait::InTemplate);
 }
 
 KernelWrapper argmaxKeysKernel(int partialKeys) {

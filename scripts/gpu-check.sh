@@ -65,7 +65,7 @@ fi
 if has random; then
   for shape in stories110M llama-3.2-1b; do
     [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
-    llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 2>>"$OUT/llamac.err" || { record "random_$shape" fail "compile failed"; continue; }
+    llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err" || { record "random_$shape" fail "compile failed"; continue; }
     compare "random_$shape" "$W/$shape.pb" 128
   done
 fi
@@ -91,8 +91,14 @@ if has bench; then
     [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
     for dtype in ${BENCH_DTYPES:-f32}; do
       llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err" || { record "bench_${shape}_$dtype" fail "compile failed"; continue; }
-      llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens 128 --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_$dtype.json" 2>>"$OUT/llamarun.err"
-      record "bench_${shape}_$dtype" info "$(cat "$OUT/bench_${shape}_$dtype.json")"
+      for tokens in ${BENCH_TOKENS:-128}; do
+        llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_${dtype}_$tokens.json" 2>>"$OUT/llamarun.err"
+        record "bench_${shape}_${dtype}_$tokens" info "$(cat "$OUT/bench_${shape}_${dtype}_$tokens.json")"
+        if [ -n "${BENCH_NO_PDL:-}" ]; then
+          LLAMAC_NO_PDL=1 llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_${dtype}_${tokens}_nopdl.json" 2>>"$OUT/llamarun.err"
+          record "bench_${shape}_${dtype}_${tokens}_nopdl" info "$(cat "$OUT/bench_${shape}_${dtype}_${tokens}_nopdl.json")"
+        fi
+      done
     done
   done
 fi

@@ -129,6 +129,31 @@ __device__ __forceinline__ void widen(uint4 raw, float (&out)[8], bf16) {
   }
 }
 
+/// Programmatic dependent launch (sm_90): every generated kernel first lets
+/// the next kernel of the graph launch, then waits until the kernel before it
+/// has finished and its writes are visible. Between the two, a kernel may
+/// only read what no earlier kernel writes (weights). On older GPUs, and
+/// when the launch has no programmatic dependency, both are no-ops.
+__device__ __forceinline__ void allowDependentLaunch() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void waitForPreviousKernel() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/// Asks L2 for `bytes` bytes at `p` (one 128-byte line per request, spread
+/// over the block's threads), so a kernel's weights stream in while the
+/// kernel before it finishes.
+template <int Threads> __device__ __forceinline__ void prefetchL2(const void *p, size_t bytes) {
+  const char *base = static_cast<const char *>(p);
+  for (size_t offset = size_t(threadIdx.x) * 128; offset < bytes; offset += size_t(Threads) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + offset));
+}
+
 /// Four activations; `p` must be 16-byte aligned.
 __device__ __forceinline__ float4 loadFloat4(const float *p) {
   return *reinterpret_cast<const float4 *>(p);

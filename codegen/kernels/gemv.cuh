@@ -41,24 +41,50 @@ LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks) {
 namespace detail {
 
 /// 16-byte loads each lane issues per row before using the first.
-[[maybe_unused]] constexpr int kGemvUnroll = 4;
+[[maybe_unused]] constexpr int kGemvUnroll = 8;
 
 /// The warp task this warp works on (a row, or a row pair).
 __device__ __forceinline__ int gemvWarpTask() {
   return blockIdx.x * launch::kGemvWarps + threadIdx.x / kWarpSize;
 }
 
-/// dots[r] = sum_k (x[k] * xScale) * rows[r][k], for R rows of K elements.
-/// The whole warp calls it; every lane gets the sums. x must not be written
-/// by anyone while the kernel runs.
-template <int K, typename T, int R>
-__device__ __forceinline__ void warpDots(const float *__restrict__ x, float xScale,
-                                         const T *const (&rows)[R], float (&dots)[R]) {
+/// Prefetches the rows of W this block's warps will read (one row per warp,
+/// kGemvWarps consecutive rows per block), before the dependency wait.
+template <int N, int K, typename T>
+__device__ __forceinline__ void prefetchBlockRows(const T *w) {
+  const int first = blockIdx.x * launch::kGemvWarps;
+  const int rows = first + launch::kGemvWarps <= N ? launch::kGemvWarps : N - first;
+  if (rows > 0)
+    prefetchL2<launch::kGemvThreads>(w + (size_t)first * K, (size_t)rows * K * sizeof(T));
+}
+
+/// 1 / sqrt(mean(x^2) + eps), computed by one warp on its own (no block
+/// barrier, so warps never wait for one another).
+template <int K> __device__ __forceinline__ float warpRmsInverse(const float *x, float eps) {
+  float ss = 0.0f;
+  for (int k = threadIdx.x % kWarpSize; k < K; k += kWarpSize)
+    ss = fmaf(x[k], x[k], ss);
+  ss = warpSum(ss);
+  return 1.0f / sqrtf(ss / (float)K + eps);
+}
+
+/// dots[r] = sum_k (x[k] * s) * rows[r][k], for R rows of K elements, where
+/// s = warpRmsInverse(x) with the RMS prologue, else 1. The whole warp calls
+/// it; every lane gets the sums.
+///
+/// The first kGemvUnroll loads of every row are issued before
+/// waitForPreviousKernel(): weights do not depend on earlier kernels, so
+/// their latency overlaps the previous kernel's tail. Only then is x (which
+/// the previous kernel wrote) read. Warps that call this need no other wait.
+template <int K, typename T, int R, bool RmsPrologue>
+__device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps, const T *const (&rows)[R],
+                                         float (&dots)[R]) {
   const int lane = threadIdx.x % kWarpSize;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r)
     acc[r] = 0.0f;
+  float xScale = 1.0f;
 
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
@@ -73,6 +99,11 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float xSca
           for (int r = 0; r < R; ++r)
             raw[u][r] = load16(rows[r] + (size_t)v * kElems);
         }
+      }
+      if (base == 0) {
+        waitForPreviousKernel();
+        if constexpr (RmsPrologue)
+          xScale = warpRmsInverse<K>(x, eps);
       }
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
@@ -100,25 +131,29 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float xSca
     }
   } else {
     for (int base = 0; base < K; base += kWarpSize * kGemvUnroll) {
-      float xs[kGemvUnroll];
       T w[kGemvUnroll][R];
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kWarpSize + lane;
         if (k < K) {
-          xs[u] = x[k] * xScale;
 #pragma unroll
           for (int r = 0; r < R; ++r)
             w[u][r] = rows[r][k];
         }
       }
+      if (base == 0) {
+        waitForPreviousKernel();
+        if constexpr (RmsPrologue)
+          xScale = warpRmsInverse<K>(x, eps);
+      }
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kWarpSize + lane;
         if (k < K) {
+          const float xs = x[k] * xScale;
 #pragma unroll
           for (int r = 0; r < R; ++r)
-            acc[r] = fmaf(xs[u], toFloat(w[u][r]), acc[r]);
+            acc[r] = fmaf(xs, toFloat(w[u][r]), acc[r]);
         }
       }
     }
@@ -127,17 +162,6 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float xSca
 #pragma unroll
   for (int r = 0; r < R; ++r)
     dots[r] = warpSum(acc[r]);
-}
-
-/// The RMSNorm scale of x when the op has the RMS prologue, else 1 (a
-/// multiplication by 1 is exact, so both cases share one code path). The whole
-/// block calls it, before any warp leaves.
-template <int K, bool RmsPrologue>
-__device__ __forceinline__ float gemvInputScale(const float *x, float eps) {
-  if constexpr (RmsPrologue)
-    return rmsInverse<K, launch::kGemvThreads>(x, eps);
-  else
-    return 1.0f;
 }
 
 } // namespace detail

@@ -31,13 +31,12 @@ LLAMAC_HOST_DEVICE constexpr Shape matmul(unsigned n) { return gemv(n); }
 template <int N, int K, typename T, bool RmsPrologue>
 __device__ __forceinline__ void matmul(const float *__restrict__ x, const T *__restrict__ w,
                                        float *__restrict__ y, float eps) {
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = detail::gemvWarpTask();
   if (row >= N)
     return;
   const T *rows[1] = {w + (size_t)row * K};
   float dot[1];
-  detail::warpDots<K, T, 1>(x, scale, rows, dot);
+  detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
   if (threadIdx.x % launch::kWarpSize == 0)
     y[row] = dot[0];
 }

@@ -30,13 +30,12 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulAdd(unsigned n) { return gemv(n); }
 template <int N, int K, typename T, bool RmsPrologue>
 __device__ __forceinline__ void matmul_add(const float *__restrict__ x, const T *__restrict__ w,
                                            const float *r, float *y, float eps) {
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = detail::gemvWarpTask();
   if (row >= N)
     return;
   const T *rows[1] = {w + (size_t)row * K};
   float dot[1];
-  detail::warpDots<K, T, 1>(x, scale, rows, dot);
+  detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
   if (threadIdx.x % launch::kWarpSize == 0) {
     const float residual = r[row];
     y[row] = residual + dot[0];

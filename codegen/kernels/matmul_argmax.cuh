@@ -45,14 +45,13 @@ __device__ __forceinline__ void matmul_argmax(const float *__restrict__ x, const
                                               unsigned long long *__restrict__ partialKeys,
                                               float eps) {
   __shared__ unsigned long long warpKeys[launch::kGemvWarps];
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = detail::gemvWarpTask();
   const int warp = threadIdx.x / launch::kWarpSize, lane = threadIdx.x % launch::kWarpSize;
   unsigned long long key = 0; // rows past N take part as "nothing"
   if (row < N) {
     const T *rows[1] = {w + (size_t)row * K};
     float dot[1];
-    detail::warpDots<K, T, 1>(x, scale, rows, dot);
+    detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
     key = detail::argmaxKey(dot[0], (unsigned)row);
   }
   if (lane == 0)

@@ -34,7 +34,6 @@ template <int Nq, int Nk, int Nv, int K, typename T, bool RmsPrologue>
 __device__ __forceinline__ void matmul_qkv(const float *__restrict__ x, const T *__restrict__ wq,
                                            const T *__restrict__ wk, const T *__restrict__ wv,
                                            float *__restrict__ y, float eps) {
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = detail::gemvWarpTask();
   if (row >= Nq + Nk + Nv)
     return;
@@ -43,7 +42,7 @@ __device__ __forceinline__ void matmul_qkv(const float *__restrict__ x, const T 
                                       : wv + (size_t)(row - Nq - Nk) * K;
   const T *rows[1] = {rowStart};
   float dot[1];
-  detail::warpDots<K, T, 1>(x, scale, rows, dot);
+  detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
   if (threadIdx.x % launch::kWarpSize == 0)
     y[row] = dot[0];
 }

@@ -44,7 +44,6 @@ matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const 
                    float *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
   static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
                 "whole heads of pairs");
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = 2 * detail::gemvWarpTask(); // the pair (row, row + 1)
   if (row >= Nq + 2 * Nk)
     return;
@@ -55,7 +54,7 @@ matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const 
   const T *matrix = isQ ? wq : isK ? wk : wv;
   const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
   float dots[2];
-  detail::warpDots<K, T, 2>(x, scale, rows, dots);
+  detail::warpDots<K, T, 2, RmsPrologue>(x, eps, rows, dots);
   if (threadIdx.x % launch::kWarpSize != 0)
     return;
 

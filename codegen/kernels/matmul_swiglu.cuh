@@ -31,13 +31,12 @@ template <int N, int K, typename T, bool RmsPrologue>
 __device__ __forceinline__ void matmul_swiglu(const float *__restrict__ x, const T *__restrict__ w1,
                                               const T *__restrict__ w3, float *__restrict__ y,
                                               float eps) {
-  const float scale = detail::gemvInputScale<K, RmsPrologue>(x, eps);
   const int row = detail::gemvWarpTask();
   if (row >= N)
     return;
   const T *rows[2] = {w1 + (size_t)row * K, w3 + (size_t)row * K};
   float dots[2];
-  detail::warpDots<K, T, 2>(x, scale, rows, dots);
+  detail::warpDots<K, T, 2, RmsPrologue>(x, eps, rows, dots);
   if (threadIdx.x % launch::kWarpSize == 0) {
     const float a = dots[0], b = dots[1];
     y[row] = a * (1.0f / (1.0f + expf(-a))) * b;

@@ -9,6 +9,11 @@
 // A step: copy (token, pos) into device memory, replay the graph, copy the
 // output back, all on one stream with one synchronization.
 //
+// On sm_90 and later the launches are programmatic dependent launches: each
+// kernel starts while the one before it finishes, prefetches its weights and
+// waits (griddepcontrol) before reading what that kernel wrote.
+// LLAMAC_NO_PDL=1 turns that off, for comparison.
+//
 // LLAMAC_CUDA_SYNC=1 launches kernels one by one with a synchronization after
 // each instead of replaying the graph, so a failing kernel is named.
 //
@@ -57,7 +62,9 @@ public:
   llvm::Error init(const LoadedPlan &plan, llvm::raw_ostream *log);
 
   std::string deviceName() const override {
-    return llvm::formatv("cuda: {0} ({1})", device_.name, device_.smArch()).str();
+    return llvm::formatv("cuda: {0} ({1}{2})", device_.name, device_.smArch(),
+                         dependentLaunch_ ? ", programmatic dependent launch" : "")
+        .str();
   }
 
   llvm::Expected<int> stepGreedy(int token, int pos) override {
@@ -97,6 +104,7 @@ private:
   Program logits_, greedy_;
   std::vector<std::string> kernelNames_;
   bool syncEachLaunch_ = false;
+  bool dependentLaunch_ = false;
 };
 
 CudaEngine::~CudaEngine() {
@@ -114,7 +122,9 @@ CudaEngine::~CudaEngine() {
 llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   const plan::Plan &p = plan.plan;
   if (p.kernels().empty()) return error("the plan holds no CUDA kernels (compile it with a llamac that emits them)");
-  syncEachLaunch_ = std::getenv("LLAMAC_CUDA_SYNC") && std::string(std::getenv("LLAMAC_CUDA_SYNC")) == "1";
+  auto flag = [](const char *name) { return std::getenv(name) && std::string(std::getenv(name)) == "1"; };
+  syncEachLaunch_ = flag("LLAMAC_CUDA_SYNC");
+  dependentLaunch_ = device_.computeMajor >= 9 && !flag("LLAMAC_NO_PDL") && !syncEachLaunch_;
   CUdevice dev;
   if (auto e = cu.check(cu.deviceGet(&dev, device_.ordinal), "cuDeviceGet")) return e;
   if (auto e = cu.check(cu.devicePrimaryCtxRetain(&context_, dev), "cuDevicePrimaryCtxRetain")) return e;
@@ -312,9 +322,17 @@ llvm::Error CudaEngine::launchAll(const Program &program) {
   for (size_t i = 0; i < program.launches.size(); ++i) {
     const Launch &l = program.launches[i];
     std::string what = llvm::formatv("cuLaunchKernel({0}, launch {1})", l.name, i).str();
-    if (auto e = cu.check(cu.launchKernel(l.function, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1],
-                                          l.block[2], l.sharedBytes, stream_,
-                                          const_cast<void **>(l.params.data()), nullptr),
+    CUlaunchAttribute attribute = {};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config = {};
+    config.gridDimX = l.grid[0], config.gridDimY = l.grid[1], config.gridDimZ = l.grid[2];
+    config.blockDimX = l.block[0], config.blockDimY = l.block[1], config.blockDimZ = l.block[2];
+    config.sharedMemBytes = l.sharedBytes;
+    config.hStream = stream_;
+    config.attrs = &attribute;
+    config.numAttrs = dependentLaunch_ ? 1 : 0;
+    if (auto e = cu.check(cu.launchKernelEx(&config, l.function, const_cast<void **>(l.params.data()), nullptr),
                           what))
       return e;
     if (syncEachLaunch_)
