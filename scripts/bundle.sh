@@ -10,7 +10,7 @@ models=${LLAMAC_MODELS:-$(cd .. && pwd)/shared/models}
 rm -rf .bundle
 mkdir -p .bundle/bin .bundle/lib .bundle/models
 cp "$build"/tools/{llamac,llamarun,llamagen} .bundle/bin/
-cp "$build"/tests/cuda/kernel_gpu_tests .bundle/bin/
+cp "$build"/tests/cuda/{kernel_gpu_tests,gpu_e2e_tests} .bundle/bin/
 cp -L /lib/x86_64-linux-gnu/libsentencepiece.so.0 .bundle/lib/
 cp "$models"/{stories260K.bin,llama2xs_gqa_model.bin,aidreams260K.bin,tok512.model,tok512.bin,aidreams260K_tok512.bin} .bundle/models/
 strip --strip-debug .bundle/bin/* 2>/dev/null || true

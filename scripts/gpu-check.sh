@@ -3,7 +3,8 @@
 # .bundle/ from scripts/bundle.sh beside it). Writes logs and a JSON summary
 # to $OUT (default ./gpu-out). Steps can be chosen: STEPS="kernels e2e ...".
 #
-#   kernels    kernel_gpu_tests: every kernel against a C++ reference
+#   kernels    kernel_gpu_tests: every kernel against a C++ reference;
+#              gpu_e2e_tests: whole plans, logits against the CPU executor
 #   e2e        greedy tokens CUDA vs CPU on the real models, full seq_len
 #   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU
 #   recompile  a plan with only sm_80 cubins runs by recompiling with NVRTC
@@ -49,6 +50,9 @@ compare() { # name plan steps
 if has kernels; then
   kernel_gpu_tests > "$OUT/kernel_gpu_tests.log" 2>&1 && record kernel_gpu_tests pass "$(tail -1 "$OUT/kernel_gpu_tests.log")" \
     || record kernel_gpu_tests fail "$(grep -E 'FAILED|Failure' "$OUT/kernel_gpu_tests.log" | head -20)"
+  LLAMAC_TOOLS=$B/bin gpu_e2e_tests > "$OUT/gpu_e2e_tests.log" 2>&1 \
+    && record gpu_e2e_tests pass "$(grep -E 'largest relative' "$OUT/gpu_e2e_tests.log" | tr '\n' ' ')" \
+    || record gpu_e2e_tests fail "$(grep -E 'FAILED|Failure|error' "$OUT/gpu_e2e_tests.log" | head -20)"
 fi
 
 if has e2e; then
