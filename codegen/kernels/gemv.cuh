@@ -68,6 +68,16 @@ template <int K> __device__ __forceinline__ float warpRmsInverse(const float *x,
   return 1.0f / sqrtf(ss / (float)K + eps);
 }
 
+/// Waits for the kernel that wrote x, then returns x's RMS scale (1 without
+/// the prologue).
+template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAfterWait(const float *x, float eps) {
+  waitForPreviousKernel();
+  if constexpr (RmsPrologue)
+    return warpRmsInverse<K>(x, eps);
+  else
+    return 1.0f;
+}
+
 /// dots[r] = sum_k (x[k] * s) * rows[r][k], for R rows of K elements, where
 /// s = warpRmsInverse(x) with the RMS prologue, else 1. The whole warp calls
 /// it; every lane gets the sums.
@@ -100,11 +110,8 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
             raw[u][r] = load16(rows[r] + (size_t)v * kElems);
         }
       }
-      if (base == 0) {
-        waitForPreviousKernel();
-        if constexpr (RmsPrologue)
-          xScale = warpRmsInverse<K>(x, eps);
-      }
+      if (base == 0)
+        xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int v = base + u * kWarpSize + lane;
@@ -141,11 +148,8 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
             w[u][r] = rows[r][k];
         }
       }
-      if (base == 0) {
-        waitForPreviousKernel();
-        if constexpr (RmsPrologue)
-          xScale = warpRmsInverse<K>(x, eps);
-      }
+      if (base == 0)
+        xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kWarpSize + lane;

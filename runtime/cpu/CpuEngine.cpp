@@ -42,8 +42,9 @@ namespace {
 
 class CpuEngine : public Engine {
 public:
-  CpuEngine(const PlanProgram &program, std::unique_ptr<WeightStore> weights, std::unique_ptr<CpuExecutor> exec)
-      : program_(program), weights_(std::move(weights)), exec_(std::move(exec)) {}
+  CpuEngine(const PlanProgram &program, std::unique_ptr<WeightStore> weights, std::unique_ptr<CpuExecutor> exec,
+            unsigned threads)
+      : program_(program), weights_(std::move(weights)), exec_(std::move(exec)), threads_(threads) {}
 
   std::string deviceName() const override { return llvm::formatv("cpu ({0} threads)", threads_).str(); }
 
@@ -80,12 +81,12 @@ public:
 
   uint64_t arenaBytes() const override { return exec_->arenaBytes(); }
   uint64_t kvCacheBytes() const override { return exec_->kvCacheBytes(); }
-  unsigned threads_ = 0;
 
 private:
   const PlanProgram &program_;
   std::unique_ptr<WeightStore> weights_;
   std::unique_ptr<CpuExecutor> exec_;
+  unsigned threads_;
 };
 
 } // namespace
@@ -96,9 +97,9 @@ llvm::Expected<std::unique_ptr<Engine>> createCpuEngine(const LoadedPlan &plan, 
   if (!weights) return weights.takeError();
   auto exec = CpuExecutor::create(*program.module, **weights, threads);
   if (!exec) return exec.takeError();
-  auto engine = std::make_unique<CpuEngine>(program, std::move(*weights), std::move(*exec));
-  engine->threads_ = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
-  return std::unique_ptr<Engine>(std::move(engine));
+  return std::unique_ptr<Engine>(std::make_unique<CpuEngine>(
+      program, std::move(*weights), std::move(*exec),
+      threads ? threads : std::max(1u, std::thread::hardware_concurrency())));
 }
 
 } // namespace llamac::runtime
