@@ -23,7 +23,8 @@ if [ -z "$model" ]; then
   echo "run: no real model given (MODEL=...) and none in $shared:"
   echo "run: generating a random-weight model; its output is NOISE, not language."
   model=$out/random-tiny.bin
-  "$build/tools/llamagen" --shape tiny --seed 1 -o "$model"
+  # Seed 7: its first greedy token is not BOS, which would end the text at once.
+  "$build/tools/llamagen" --shape tiny --seed 7 -o "$model"
 fi
 
 tok_args=()
@@ -33,4 +34,4 @@ plan=$out/$(basename "${model%.*}").plan.pb
 "$build/tools/llamac" dump "$plan" --summary
 prompt_args=()
 if [ -n "$tokenizer" ]; then prompt_args=(--prompt "${PROMPT:-Once upon a time}"); fi
-"$build/tools/llamarun" "$plan" "${prompt_args[@]}" --steps "${STEPS:-128}" --device "${DEVICE:-auto}"
+"$build/tools/llamarun" "$plan" ${prompt_args[@]+"${prompt_args[@]}"} --steps "${STEPS:-128}" --device "${DEVICE:-auto}"
