@@ -10,6 +10,7 @@ packages=(
   llvm-14-dev llvm-14-tools
   libgtest-dev
   libxxhash-dev
+  python3
   zlib1g-dev libtinfo-dev
 )
 
