@@ -24,9 +24,7 @@
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/Nvrtc.h"
 
-#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/ThreadPool.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -6,11 +6,11 @@
 #include "runtime/Engine.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/CudaEngine.h"
+#include "tests/support/Errors.h"
 #include "tests/support/TestModels.h"
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
 
 using namespace llamac;
@@ -20,16 +20,6 @@ namespace {
 std::string toolsDir() {
   if (const char *dir = std::getenv("LLAMAC_TOOLS")) return dir;
   return std::string(LLAMAC_BINARY_DIR) + "/tools";
-}
-
-double relativeError(llvm::ArrayRef<float> a, llvm::ArrayRef<float> b) {
-  double diff = 0, ref = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
-    ref = std::max(ref, std::fabs(double(b[i])));
-  }
-  return diff / ref;
 }
 
 class GpuEndToEnd : public ::testing::Test {
@@ -67,7 +57,7 @@ TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) {
       auto b = (*gpu)->stepLogits(token, pos);
       ASSERT_TRUE(bool(b)) << llvm::toString(b.takeError());
       ASSERT_EQ(int(b->size()), vocab);
-      double err = relativeError(*b, cpuLogits);
+      double err = test::relativeError(*b, cpuLogits);
       worst = std::max(worst, err);
       EXPECT_LE(err, 1e-5) << "position " << pos;
       token = (pos * 131 + 7) % vocab; // fixed, awkward inputs rather than argmax feedback

@@ -9,6 +9,7 @@
 #include "frontends/Llama2cGenerate.h"
 #include "passes/Pipeline.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "tests/support/Shapes.h"
 #include "tests/support/TestModels.h"
 
 #include <gtest/gtest.h>
@@ -22,27 +23,6 @@ namespace {
 bool nvrtcExpected() {
   const char *skip = std::getenv("LLAMAC_NO_NVRTC");
   return !(skip && std::string(skip) == "1");
-}
-
-/// The optimized module of a header-only model (no weights are read).
-std::unique_ptr<ir::Module> optimized(const frontends::Llama2cConfig &config, llvm::StringRef name, ir::DType dtype,
-                                      int64_t maxSeqLen) {
-  frontends::Llama2cFile file;
-  file.path = (name + ".bin").str();
-  file.config = config;
-  auto layout = frontends::computeLlama2cLayout(config, file.path);
-  EXPECT_TRUE(bool(layout)) << llvm::toString(layout.takeError());
-  file.layout = *layout;
-  frontends::ImportOptions options;
-  options.maxSeqLen = maxSeqLen;
-  auto m = frontends::importLlama2c(file, options);
-  EXPECT_TRUE(bool(m)) << llvm::toString(m.takeError());
-  passes::PassManager pm;
-  passes::PipelineOptions pipeline;
-  pipeline.weightDType = dtype;
-  passes::addDefaultPipeline(pm, pipeline);
-  if (auto e = pm.run(**m)) ADD_FAILURE() << llvm::toString(std::move(e));
-  return std::move(*m);
 }
 
 void expectKernelsCompile(const ir::Module &m, llvm::StringRef what) {
@@ -80,9 +60,7 @@ TEST(CodegenCompile, LargeShapesInEveryDtype) {
   for (auto [shape, dtype, seqLen] : {std::tuple{"stories110M", ir::DType::f32, 1024},
                                       std::tuple{"stories110M", ir::DType::f16, 1024},
                                       std::tuple{"llama-3.2-1b", ir::DType::bf16, 2048}}) {
-    auto config = frontends::lookupLlama2cShape(shape);
-    ASSERT_TRUE(bool(config));
-    auto m = optimized(*config, shape, dtype, seqLen);
+    auto m = test::optimizedShape(shape, dtype, seqLen);
     ASSERT_TRUE(m);
     expectKernelsCompile(*m, std::string(shape) + " " + ir::toString(dtype).str());
   }

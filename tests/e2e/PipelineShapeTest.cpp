@@ -6,6 +6,7 @@
 #include "frontends/Llama2cGenerate.h"
 #include "passes/Pipeline.h"
 #include "passes/PlanMemory.h"
+#include "tests/support/Shapes.h"
 
 #include <gtest/gtest.h>
 
@@ -14,23 +15,6 @@
 using namespace llamac;
 
 namespace {
-
-std::unique_ptr<ir::Module> optimizedShape(llvm::StringRef shape) {
-  auto config = frontends::lookupLlama2cShape(shape);
-  EXPECT_TRUE(bool(config)) << llvm::toString(config.takeError());
-  frontends::Llama2cFile file;
-  file.path = (shape + ".bin").str();
-  file.config = *config;
-  auto layout = frontends::computeLlama2cLayout(file.config, file.path);
-  EXPECT_TRUE(bool(layout)) << llvm::toString(layout.takeError());
-  file.layout = *layout;
-  auto m = frontends::importLlama2c(file);
-  EXPECT_TRUE(bool(m)) << llvm::toString(m.takeError());
-  passes::PassManager pm;
-  passes::addDefaultPipeline(pm, {});
-  if (auto e = pm.run(**m)) ADD_FAILURE() << llvm::toString(std::move(e));
-  return std::move(*m);
-}
 
 /// Ops per layer, counted by the `layer` attribute of KV ops and the layer
 /// prefix of weight names, the way `llamac dump --summary` groups them.
@@ -55,7 +39,8 @@ std::map<int64_t, int> opsPerLayer(const ir::Function &f) {
 }
 
 TEST(PipelineShape, Stories110MHasAtMostFiveOpsPerLayer) {
-  auto m = optimizedShape("stories110M");
+  auto m = test::optimizedShape("stories110M");
+  ASSERT_TRUE(m);
   for (const char *fn : {"decode", "decode_greedy"}) {
     auto counts = opsPerLayer(*m->function(fn));
     ASSERT_EQ(counts.size(), 12u) << fn;
@@ -67,7 +52,8 @@ TEST(PipelineShape, Stories110MHasAtMostFiveOpsPerLayer) {
 
 TEST(PipelineShape, ArenaIsAtMostFourTimesTheLargestActivation) {
   for (const char *shape : {"stories110M", "llama-3.2-1b"}) {
-    auto m = optimizedShape(shape);
+    auto m = test::optimizedShape(shape);
+    ASSERT_TRUE(m);
     passes::MemoryPlanStats stats = passes::memoryPlanStats(*m);
     EXPECT_GT(stats.largestValueBytes, 0u);
     EXPECT_LE(stats.arenaBytes, 4 * stats.largestValueBytes) << shape;
