@@ -17,6 +17,7 @@
 #include "codegen/kernels/kv_write.cuh"
 #include "codegen/kernels/silu_mul.cuh"
 #include "codegen/kernels/add.cuh"
+#include "codegen/kernels/advance.cuh"
 #include "codegen/kernels/slice.cuh"
 #include "ir/Printer.h"
 #include "runtime/cuda/Nvrtc.h"
@@ -34,9 +35,10 @@ using Arg = plan::Function::Launch::Arg;
 
 namespace {
 
-/// Contexts up to this length use the one-kernel attention; longer ones
-/// split the sequence over blocks (flash-decoding).
-constexpr int64_t kSplitAttentionFrom = 1024;
+/// Contexts up to one chunk use the one-block-per-head attention; longer ones
+/// split the sequence over blocks (flash-decoding), which costs the same
+/// while pos is within the first chunk.
+constexpr int64_t kSplitAttentionFrom = launch::kAttentionChunk + 1;
 
 llvm::Error error(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
@@ -45,12 +47,23 @@ llvm::Error error(const llvm::Twine &msg) {
 class Emitter {
 public:
   Emitter(const Module &m, plan::Plan &plan) : m_(m), plan_(plan) {
-    kvLayerBytes_ = uint64_t(m.kvCache().seqLen) * m.kvCache().kvDim * 4;
-    scratchOffset_ = (uint64_t(std::max<int64_t>(m.arenaBytes(), 0)) + 255) / 256 * 256;
+    kvLayerBytes_ = uint64_t(m.kvCache().seqLen) * m.kvCache().kvDim * byteSize(m.kvCache().dtype);
+    // After the planned arena: state that kernels keep between launches
+    // (zeroed once by the runtime), then scratch that one kernel hands the
+    // next (reused by every op).
+    stateOffset_ = (uint64_t(std::max<int64_t>(m.arenaBytes(), 0)) + 255) / 256 * 256;
+    uint64_t counters = 0;
+    for (const auto &f : m.functions())
+      for (const auto &op : f->ops())
+        if (op->kind() == OpKind::Attention)
+          counters = std::max<uint64_t>(counters, launch::attentionCounters(op->intAttr(AttrKey::n_heads)));
+    scratchOffset_ = stateOffset_ + (counters * 4 + 255) / 256 * 256;
   }
 
   /// `planned`: weights must already point into the plan's weights file.
   llvm::Error emitFunction(const Function &f, bool planned);
+  /// The plan function "advance_greedy", for a module with @decode_greedy.
+  void emitAdvanceGreedy(const Function &greedy);
   uint64_t arenaBytesWithScratch() const { return scratchOffset_ + scratchBytes_; }
   const std::vector<KernelWrapper> &kernels() const { return kernels_; }
   const std::vector<std::vector<std::string>> &kernelOps() const { return kernelOps_; }
@@ -70,6 +83,12 @@ private:
     Arg a;
     a.set_kind(Arg::ARENA);
     a.set_offset(scratchOffset_);
+    return a;
+  }
+  Arg state() {
+    Arg a;
+    a.set_kind(Arg::ARENA);
+    a.set_offset(stateOffset_);
     return a;
   }
   Arg weight(const Value *v) const {
@@ -94,7 +113,7 @@ private:
   const Module &m_;
   plan::Plan &plan_;
   plan::Function *function_ = nullptr;
-  uint64_t kvLayerBytes_ = 0, scratchOffset_ = 0, scratchBytes_ = 0;
+  uint64_t kvLayerBytes_ = 0, stateOffset_ = 0, scratchOffset_ = 0, scratchBytes_ = 0;
   std::vector<KernelWrapper> kernels_;
   std::vector<std::vector<std::string>> kernelOps_; // the IR ops each kernel implements, for --emit=cuda
   llvm::StringMap<unsigned> kernelIndex_;
@@ -125,6 +144,9 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   auto x = [&](unsigned i) { return op.operand(i); };
   auto dim = [&](unsigned i, unsigned d = 0) { return int(x(i)->type().shape[d]); };
   auto wtype = [&](unsigned i) { return x(i)->type().dtype; };
+  const DType kvType = m_.kvCache().dtype;
+  // The matmul family: warps per row, from the rows of operand 1 (gemv.cuh).
+  auto split = [&] { return int(launch::gemvSplit(dim(1, 1), byteSize(wtype(1)))); };
   bool rms = op.hasAttr(AttrKey::rms_eps);
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
   const Value *y = op.result();
@@ -143,36 +165,38 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
            {arena(x(0)), arena(y)}, text);
     break;
   case OpKind::MatMul:
-    launch(matmulKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmul(dim(1, 0)),
+    launch(matmulKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()), launch::matmul(dim(1, 0), split()),
            {arena(x(0)), weight(x(1)), arena(y)}, text);
     break;
   case OpKind::MatMulAdd:
-    launch(matmulAddKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmulAdd(dim(1, 0)),
+    launch(matmulAddKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()),
+           launch::matmulAdd(dim(1, 0), split()),
            {arena(x(0)), weight(x(1)), arena(x(2)), arena(y)}, text);
     break;
   case OpKind::MatMulSwiglu:
-    launch(matmulSwigluKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps), launch::matmulSwiglu(dim(1, 0)),
+    launch(matmulSwigluKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()),
+           launch::matmulSwiglu(dim(1, 0), split()),
            {arena(x(0)), weight(x(1)), weight(x(2)), arena(y)}, text);
     break;
   case OpKind::MatMulQkv:
-    launch(matmulQkvKernel(dim(1, 0), dim(2, 0), dim(3, 0), dim(1, 1), wtype(1), rms, eps),
-           launch::matmulQkv(dim(1, 0) + dim(2, 0) + dim(3, 0)),
+    launch(matmulQkvKernel(dim(1, 0), dim(2, 0), dim(3, 0), dim(1, 1), wtype(1), rms, eps, split()),
+           launch::matmulQkv(dim(1, 0) + dim(2, 0) + dim(3, 0), split()),
            {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), arena(y)}, text);
     break;
   case OpKind::MatMulQkvRopeKv: {
     int64_t layer = op.intAttr(AttrKey::layer);
     launch(matmulQkvRopeKvKernel(dim(1, 0), dim(2, 0), dim(1, 1), int(op.intAttr(AttrKey::head_size)), wtype(1), rms,
-                                 eps, float(op.floatAttr(AttrKey::theta))),
-           launch::matmulQkvRopeKv(dim(1, 0), dim(2, 0)),
+                                 eps, float(op.floatAttr(AttrKey::theta)), split(), kvType),
+           launch::matmulQkvRopeKv(dim(1, 0), dim(2, 0), split()),
            {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), pos, kv(layer, false), kv(layer, true), arena(y)},
            text);
     break;
   }
   case OpKind::MatMulArgMax: {
     int n = dim(1, 0);
-    unsigned partials = launch::matmulArgmaxPartials(n);
+    unsigned partials = launch::matmulArgmaxPartials(n, split());
     needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps), launch::matmulArgmax(n),
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, split()), launch::matmulArgmax(n, split()),
            {arena(x(0)), weight(x(1)), scratch()}, text);
     launch(argmaxKeysKernel(int(partials)), launch::argmaxKeys(), {scratch(), arena(y)}, text);
     break;
@@ -183,7 +207,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     break;
   case OpKind::KvWrite: {
     int64_t layer = op.intAttr(AttrKey::layer);
-    launch(kvWriteKernel(dim(0)), launch::kvWrite(dim(0)),
+    launch(kvWriteKernel(dim(0), kvType), launch::kvWrite(dim(0)),
            {arena(x(0)), arena(x(1)), pos, kv(layer, false), kv(layer, true)}, text);
     break;
   }
@@ -192,13 +216,12 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     int h = int(op.intAttr(AttrKey::n_heads)), kvh = int(op.intAttr(AttrKey::n_kv_heads)),
         hs = int(op.intAttr(AttrKey::head_size)), s = int(m_.kvCache().seqLen);
     if (s < kSplitAttentionFrom && s <= launch::kAttentionMaxSeqLen) {
-      launch(attentionKernel(h, kvh, hs, s), launch::attention(h),
+      launch(attentionKernel(h, kvh, hs, s, kvType), launch::attention(h),
              {arena(x(0)), pos, kv(layer, false), kv(layer, true), arena(y)}, text);
     } else {
       needScratch(uint64_t(launch::attentionPartialFloats(h, hs, s)) * 4);
-      launch(attentionSplitKernel(h, kvh, hs, s), launch::attentionSplit(h, s),
-             {arena(x(0)), pos, kv(layer, false), kv(layer, true), scratch()}, text);
-      launch(attentionCombineKernel(h, hs, s), launch::attentionCombine(h), {scratch(), pos, arena(y)}, text);
+      launch(attentionSplitKernel(h, kvh, hs, s, kvType), launch::attentionSplit(h, s),
+             {arena(x(0)), pos, kv(layer, false), kv(layer, true), scratch(), state(), arena(y)}, text);
     }
     break;
   }
@@ -217,6 +240,18 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     break;
   }
   return llvm::Error::success();
+}
+
+void Emitter::emitAdvanceGreedy(const Function &greedy) {
+  function_ = plan_.add_functions();
+  function_->set_name("advance_greedy");
+  launch(advanceGreedyKernel(), launch::advance(),
+         {arena(greedy.results()[0]), step(Arg::TOKEN), step(Arg::POS), step(Arg::HISTORY)},
+         "(chains @" + greedy.name() + " steps on the device)");
+  auto *output = function_->mutable_output();
+  output->set_offset(0);
+  output->set_bytes(0);
+  output->set_dtype("none");
 }
 
 llvm::Error Emitter::emitFunction(const Function &f, bool planned) {
@@ -292,13 +327,17 @@ llvm::Error compileAll(const std::vector<KernelWrapper> &kernels, const CudaOpti
 
 llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &plan) {
   if (m.arenaBytes() < 0) return error("the module has no memory plan (run plan-memory first)");
-  if (m.kvCache().dtype != DType::f32) return error("the CUDA kernels support an f32 KV cache only");
+  if (!isFloat(m.kvCache().dtype))
+    return error("the KV cache dtype must be f32, f16 or bf16, not " + toString(m.kvCache().dtype));
   for (const std::string &arch : options.archs)
     if (!llvm::StringRef(arch).startswith("sm_") || arch.size() < 5)
       return error("--arch takes names like sm_80 or sm_90, got '" + arch + "'");
   Emitter emitter(m, plan);
   for (const auto &f : m.functions())
     if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;
+  if (const Function *greedy = m.function("decode_greedy"))
+    if (greedy->results().size() == 1 && greedy->results()[0]->type().dtype == DType::i32)
+      emitter.emitAdvanceGreedy(*greedy);
   for (size_t i = 0; i < emitter.kernels().size(); ++i) {
     const KernelWrapper &w = emitter.kernels()[i];
     auto *k = plan.add_kernels();

@@ -47,8 +47,18 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
 }
 
 /// The statement prefetching a gemv kernel's rows of `weight` into L2.
-std::string prefetchRows(int n, int k, const std::string &type, const char *weight) {
-  return llvm::formatv("  llamac::detail::prefetchBlockRows<{0}, {1}, {2}>({3});\n", n, k, type, weight).str();
+std::string prefetchRows(int n, int k, const std::string &type, const char *weight, int split) {
+  return llvm::formatv("  llamac::detail::prefetchBlockRows<{0}, {1}, {2}, {4}>({3});\n", n, k, type, weight, split)
+      .str();
+}
+
+/// "" for an f32 KV cache, "_kvf16" for an f16 one.
+std::string kvTag(ir::DType kv) { return kv == ir::DType::f32 ? "" : "_kv" + typeTag(kv); }
+
+/// "" for one warp per row, "_s4" for four (gemv.cuh's split-K).
+std::string splitTag(int split) {
+  assert((split == 1 || split == 2 || split == 4 || split == 8) && "gemv.cuh takes 1, 2, 4 or 8 warps per task");
+  return split == 1 ? "" : "_s" + std::to_string(split);
 }
 
 std::string floatText(float v) { return llvm::formatv("{0:e8}f", v).str(); }
@@ -88,71 +98,72 @@ KernelWrapper rmsNormalizeKernel(int d, float eps) {
               llvm::formatv("llamac::rms_normalize<{0}>(x, y, {1})", d, floatText(eps)));
 }
 
-KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
   std::string t = cudaTypeName(weights);
-  return make("matmul.cuh", llvm::formatv("matmul_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+  return make("matmul.cuh",
+              llvm::formatv("matmul_n{0}_k{1}_{2}{3}{4}", n, k, typeTag(weights), rmsTag(rms), splitTag(split)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, float* y",
-              llvm::formatv("llamac::matmul<{0}, {1}, {2}, {3}>(x, w, y, {4})", n, k, t, boolText(rms),
-                            floatText(eps)),
-              prefetchRows(n, k, t, "w"), Wait::InTemplate);
+              llvm::formatv("llamac::matmul<{0}, {1}, {2}, {3}, {5}>(x, w, y, {4})", n, k, t, boolText(rms),
+                            floatText(eps), split),
+              prefetchRows(n, k, t, "w", split), Wait::InTemplate);
 }
 
-KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
   std::string t = cudaTypeName(weights);
   return make("matmul_add.cuh",
-              llvm::formatv("matmul_add_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              llvm::formatv("matmul_add_n{0}_k{1}_{2}{3}{4}", n, k, typeTag(weights), rmsTag(rms), splitTag(split)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, const float* r, float* y",
-              llvm::formatv("llamac::matmul_add<{0}, {1}, {2}, {3}>(x, w, r, y, {4})", n, k, t,
-                            boolText(rms), floatText(eps)),
-              prefetchRows(n, k, t, "w"), Wait::InTemplate);
+              llvm::formatv("llamac::matmul_add<{0}, {1}, {2}, {3}, {5}>(x, w, r, y, {4})", n, k, t,
+                            boolText(rms), floatText(eps), split),
+              prefetchRows(n, k, t, "w", split), Wait::InTemplate);
 }
 
-KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
   std::string t = cudaTypeName(weights);
   return make("matmul_swiglu.cuh",
-              llvm::formatv("matmul_swiglu_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              llvm::formatv("matmul_swiglu_n{0}_k{1}_{2}{3}{4}", n, k, typeTag(weights), rmsTag(rms), splitTag(split)),
               launch::kGemvThreads,
               "const float* x, const " + t + "* w1, const " + t + "* w3, float* y",
-              llvm::formatv("llamac::matmul_swiglu<{0}, {1}, {2}, {3}>(x, w1, w3, y, {4})", n, k, t,
-                            boolText(rms), floatText(eps)),
-              prefetchRows(n, k, t, "w1") + prefetchRows(n, k, t, "w3"), Wait::InTemplate);
+              llvm::formatv("llamac::matmul_swiglu<{0}, {1}, {2}, {3}, {5}>(x, w1, w3, y, {4})", n, k, t,
+                            boolText(rms), floatText(eps), split),
+              prefetchRows(n, k, t, "w1", split) + prefetchRows(n, k, t, "w3", split), Wait::InTemplate);
 }
 
-KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps) {
+KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps, int split) {
   std::string t = cudaTypeName(weights);
   return make("matmul_qkv.cuh",
-              llvm::formatv("matmul_qkv_q{0}_k{1}_v{2}_k{3}_{4}{5}", nq, nk, nv, k, typeTag(weights),
-                            rmsTag(rms)),
+              llvm::formatv("matmul_qkv_q{0}_k{1}_v{2}_k{3}_{4}{5}{6}", nq, nk, nv, k, typeTag(weights),
+                            rmsTag(rms), splitTag(split)),
               launch::kGemvThreads,
               "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t + "* wv, float* y",
-              llvm::formatv("llamac::matmul_qkv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, y, {6})", nq,
-                            nk, nv, k, t, boolText(rms), floatText(eps)),
+              llvm::formatv("llamac::matmul_qkv<{0}, {1}, {2}, {3}, {4}, {5}, {7}>(x, wq, wk, wv, y, {6})", nq,
+                            nk, nv, k, t, boolText(rms), floatText(eps), split),
               "", Wait::InTemplate);
 }
 
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
-                                    float eps, float theta) {
-  std::string t = cudaTypeName(weights);
+                                    float eps, float theta, int split, ir::DType kv) {
+  std::string t = cudaTypeName(weights), c = cudaTypeName(kv);
   return make("matmul_qkv_rope_kv.cuh",
-              llvm::formatv("matmul_qkv_rope_kv_q{0}_kv{1}_k{2}_hs{3}_{4}{5}", nq, nk, k, headSize,
-                            typeTag(weights), rmsTag(rms)),
+              llvm::formatv("matmul_qkv_rope_kv_q{0}_kv{1}_k{2}_hs{3}_{4}{5}{6}{7}", nq, nk, k, headSize,
+                            typeTag(weights), rmsTag(rms), splitTag(split), kvTag(kv)),
               launch::kGemvThreads,
-              "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t +
-                  "* wv, const int* pos, float* kcache, float* vcache, float* y",
-              llvm::formatv("llamac::matmul_qkv_rope_kv<{0}, {1}, {2}, {3}, {4}, {5}>(x, wq, wk, wv, "
+              "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t + "* wv, const int* pos, " + c +
+                  "* kcache, " + c + "* vcache, float* y",
+              llvm::formatv("llamac::matmul_qkv_rope_kv<{0}, {1}, {2}, {3}, {4}, {5}, {8}, {9}>(x, wq, wk, wv, "
                             "pos, kcache, vcache, y, {6}, {7})",
-                            nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps)),
+                            nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps), split, c),
               "", Wait::InTemplate);
 }
 
-KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps) {
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
   std::string t = cudaTypeName(weights);
   return make("matmul_argmax.cuh",
-              llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}", n, k, typeTag(weights), rmsTag(rms)),
+              llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}{4}", n, k, typeTag(weights), rmsTag(rms), splitTag(split)),
               launch::kGemvThreads, "const float* x, const " + t + "* w, unsigned long long* keys",
-              llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}>(x, w, keys, {4})", n, k, t,
-                            boolText(rms), floatText(eps)),
-              prefetchRows(n, k, t, "w"), Wait::InTemplate);
+              llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}, {5}>(x, w, keys, {4})", n, k, t,
+                            boolText(rms), floatText(eps), split),
+              prefetchRows(n, k, t, "w", split), Wait::InTemplate);
 }
 
 KernelWrapper argmaxKeysKernel(int partialKeys) {
@@ -167,34 +178,33 @@ KernelWrapper ropeKernel(int n, int headSize, float theta) {
               llvm::formatv("llamac::rope<{0}, {1}>(x, pos, y, {2})", n, headSize, floatText(theta)));
 }
 
-KernelWrapper kvWriteKernel(int nk) {
-  return make("kv_write.cuh", llvm::formatv("kv_write_nk{0}", nk), launch::kElementwiseThreads,
-              "const float* k, const float* v, const int* pos, float* kcache, float* vcache",
-              llvm::formatv("llamac::kv_write<{0}>(k, v, pos, kcache, vcache)", nk));
+KernelWrapper kvWriteKernel(int nk, ir::DType kv) {
+  std::string c = cudaTypeName(kv);
+  return make("kv_write.cuh", llvm::formatv("kv_write_nk{0}{1}", nk, kvTag(kv)), launch::kElementwiseThreads,
+              "const float* k, const float* v, const int* pos, " + c + "* kcache, " + c + "* vcache",
+              llvm::formatv("llamac::kv_write<{0}, {1}>(k, v, pos, kcache, vcache)", nk, c));
 }
 
-KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen) {
-  return make("attention.cuh", llvm::formatv("attention_h{0}_kvh{1}_hs{2}_s{3}", h, kvh, headSize, seqLen),
-              launch::kAttentionThreads,
-              "const float* q, const int* pos, const float* kcache, const float* vcache, float* out",
-              llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}>(q, pos, kcache, vcache, out)", h, kvh,
-                            headSize, seqLen));
-}
-
-KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen) {
+KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv) {
+  std::string c = cudaTypeName(kv);
   return make("attention.cuh",
-              llvm::formatv("attention_split_h{0}_kvh{1}_hs{2}_s{3}", h, kvh, headSize, seqLen),
+              llvm::formatv("attention_h{0}_kvh{1}_hs{2}_s{3}{4}", h, kvh, headSize, seqLen, kvTag(kv)),
               launch::kAttentionThreads,
-              "const float* q, const int* pos, const float* kcache, const float* vcache, float* partials",
-              llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}>(q, pos, kcache, vcache, partials)",
-                            h, kvh, headSize, seqLen));
+              "const float* q, const int* pos, const " + c + "* kcache, const " + c + "* vcache, float* out",
+              llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, out)", h, kvh,
+                            headSize, seqLen, c));
 }
 
-KernelWrapper attentionCombineKernel(int h, int headSize, int seqLen) {
-  return make("attention.cuh", llvm::formatv("attention_combine_h{0}_hs{1}_s{2}", h, headSize, seqLen),
-              launch::kAttentionThreads, "const float* partials, const int* pos, float* out",
-              llvm::formatv("llamac::attention_combine<{0}, {1}, {2}>(partials, pos, out)", h, headSize,
-                            seqLen));
+KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv) {
+  std::string c = cudaTypeName(kv);
+  return make("attention.cuh",
+              llvm::formatv("attention_split_h{0}_kvh{1}_hs{2}_s{3}{4}", h, kvh, headSize, seqLen, kvTag(kv)),
+              launch::kAttentionThreads,
+              "const float* q, const int* pos, const " + c + "* kcache, const " + c +
+                  "* vcache, float* partials, unsigned* counters, float* out",
+              llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, partials, "
+                            "counters, out)",
+                            h, kvh, headSize, seqLen, c));
 }
 
 KernelWrapper siluMulKernel(int n) {
@@ -215,6 +225,12 @@ KernelWrapper sliceKernel(int offset, int size) {
 KernelWrapper argmaxKernel(int n) {
   return make("argmax.cuh", llvm::formatv("argmax_n{0}", n), launch::kArgmaxThreads,
               "const float* x, int* token", llvm::formatv("llamac::argmax<{0}>(x, token)", n));
+}
+
+KernelWrapper advanceGreedyKernel() {
+  return make("advance.cuh", "advance_greedy", launch::kWarpSize,
+              "const int* produced, int* token, int* pos, int* history",
+              "llamac::advance_greedy(produced, token, pos, history)");
 }
 
 std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers) {

@@ -35,23 +35,28 @@ std::string cudaTypeName(ir::DType dtype);
 KernelWrapper embeddingKernel(int d, ir::DType table);
 KernelWrapper rmsnormKernel(int d, ir::DType gain, float eps);
 KernelWrapper rmsNormalizeKernel(int d, float eps);
-KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps);
-KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps);
-KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps);
-KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps);
+// The matmul family takes `split`, the warps per row (or row pair): 1, 2, 4
+// or 8. launch::gemvSplit picks it from the shape; the launch shape must be
+// computed with the same value.
+KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
+KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
+KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
+KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps, int split);
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
-                                    float eps, float theta);
-KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps);
+                                    float eps, float theta, int split, ir::DType kv = ir::DType::f32);
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
 KernelWrapper argmaxKeysKernel(int partialKeys);
 KernelWrapper ropeKernel(int n, int headSize, float theta);
-KernelWrapper kvWriteKernel(int nk);
-KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen);
-KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen);
-KernelWrapper attentionCombineKernel(int h, int headSize, int seqLen);
+// `kv`: the KV cache dtype (f32, f16 or bf16).
+KernelWrapper kvWriteKernel(int nk, ir::DType kv = ir::DType::f32);
+KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv = ir::DType::f32);
+KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv = ir::DType::f32);
 KernelWrapper siluMulKernel(int n);
 KernelWrapper addKernel(int n);
 KernelWrapper sliceKernel(int offset, int size);
 KernelWrapper argmaxKernel(int n);
+/// Not an op: chains greedy steps on the device (advance.cuh).
+KernelWrapper advanceGreedyKernel();
 
 /// One translation unit: the includes of all wrappers, then their code.
 std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers);

@@ -118,7 +118,10 @@ llvm::Expected<std::unique_ptr<Module>> importLlama2c(const Llama2cFile &file, c
   kv.layers = c.nLayers;
   kv.seqLen = options.maxSeqLen > 0 ? options.maxSeqLen : c.seqLen;
   kv.kvDim = c.kvDim();
-  kv.dtype = DType::f32;
+  if (!isFloat(options.kvDtype))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "the KV cache dtype must be f32, f16 or bf16, got " +
+                                                                       toString(options.kvDtype));
+  kv.dtype = options.kvDtype;
 
   ModelWeights weights = declareWeights(*m, file);
   for (const char *name : {"decode", "decode_greedy"}) {

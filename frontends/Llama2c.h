@@ -24,6 +24,8 @@ struct ImportOptions {
   int64_t maxSeqLen = 0;
   double ropeTheta = 10000.0;
   double rmsEps = 1e-5;
+  /// The KV cache's element type: f32, or f16/bf16 to halve its bytes.
+  ir::DType kvDtype = ir::DType::f32;
 };
 
 llvm::Expected<std::unique_ptr<ir::Module>> importLlama2c(const Llama2cFile &file, const ImportOptions &options = {});

@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace llamac::runtime {
 
@@ -28,6 +29,14 @@ public:
   /// @decode: feeds `token` at `pos` and returns the logits (host memory,
   /// valid until the next step; the sampler may modify them).
   virtual llvm::Expected<llvm::MutableArrayRef<float>> stepLogits(int token, int pos) = 0;
+  /// Chained greedy steps: feeds `token` at `pos`, then each step's output at
+  /// the next position, `count` steps in all, and returns their outputs
+  /// (engine memory, valid until the next step). The default loops
+  /// stepGreedy; the CUDA engine runs greedyChainLength() steps from one
+  /// graph, with no host round trip between them.
+  virtual llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count);
+  /// The count stepsGreedy runs fastest (1: it only loops stepGreedy).
+  virtual int greedyChainLength() const { return 1; }
   virtual uint64_t arenaBytes() const = 0;
   virtual uint64_t kvCacheBytes() const = 0;
 
@@ -38,6 +47,9 @@ public:
   /// Device memory bandwidth in bytes per second, from a large device copy
   /// (bytes read plus bytes written), measured the same way.
   virtual llvm::Expected<double> copyBandwidth() = 0;
+
+protected:
+  std::vector<int> stepsOutput_; // stepsGreedy's default: grows once, then reused
 };
 
 /// The plan's IR, parsed and checked against its weights sidecar.

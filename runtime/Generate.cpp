@@ -4,9 +4,20 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace llamac::runtime {
+
+llvm::Expected<llvm::ArrayRef<int>> Engine::stepsGreedy(int token, int pos, int count) {
+  if (stepsOutput_.size() < size_t(count)) stepsOutput_.resize(count);
+  for (int i = 0; i < count; ++i) {
+    auto next = stepGreedy(token, pos + i);
+    if (!next) return next.takeError();
+    token = stepsOutput_[i] = *next;
+  }
+  return llvm::ArrayRef<int>(stepsOutput_.data(), count);
+}
 
 llvm::Expected<GenerateResult> generate(Engine &engine, const Tokenizer *tokenizer, llvm::ArrayRef<int> prompt,
                                         int vocabSize, const GenerateOptions &options,
@@ -34,10 +45,23 @@ llvm::Expected<GenerateResult> generate(Engine &engine, const Tokenizer *tokeniz
   int nPrompt = int(prompt.size());
   int token = prompt[0];
   if (!tokenizer) emit(-1, token);
+  // Greedy tokens after the prompt come from chains of steps run on the
+  // device; a chain may run past the end of the text (a BOS), which costs
+  // only the extra steps.
+  const int chain = engine.greedyChainLength();
+  llvm::ArrayRef<int> chained;
   for (int pos = 0; pos < options.steps; ++pos) {
     bool inPrompt = pos + 1 < nPrompt;
     int next;
-    if (inPrompt || options.temperature == 0.0f) {
+    if (!inPrompt && options.temperature == 0.0f && chain > 1) {
+      if (chained.empty()) {
+        auto outputs = engine.stepsGreedy(token, pos, std::min(chain, options.steps - pos));
+        if (!outputs) return outputs.takeError();
+        chained = *outputs;
+      }
+      next = chained.front();
+      chained = chained.drop_front();
+    } else if (inPrompt || options.temperature == 0.0f) {
       auto t = engine.stepGreedy(token, pos);
       if (!t) return t.takeError();
       next = inPrompt ? prompt[pos + 1] : *t;

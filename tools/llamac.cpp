@@ -49,7 +49,7 @@ cl::opt<std::string> tokenizerPath("tokenizer", cl::desc("Tokenizer to embed (se
                                    cl::value_desc("path"), cl::sub(compileCmd), cl::cat(category));
 cl::opt<std::string> dtypeName("dtype", cl::desc("Weight dtype: f32, f16 or bf16 (default f32)"), cl::init("f32"),
                                cl::sub(compileCmd), cl::cat(category));
-cl::opt<std::string> kvDtypeName("kv-dtype", cl::desc("KV cache dtype: f32 (default)"), cl::init("f32"),
+cl::opt<std::string> kvDtypeName("kv-dtype", cl::desc("KV cache dtype: f32 (default), f16 or bf16"), cl::init("f32"),
                                  cl::sub(compileCmd), cl::cat(category));
 cl::opt<int64_t> maxSeqLen("max-seq-len", cl::desc("Positions the KV cache holds (default: the model's seq_len)"),
                            cl::init(0), cl::sub(compileCmd), cl::cat(category));
@@ -167,7 +167,6 @@ plan::ModelConfig modelConfig(const frontends::Llama2cFile &file, const ir::Modu
 int compile() {
   ir::DType dtype = parseWeightDType(dtypeName, "dtype");
   ir::DType kvDtype = parseWeightDType(kvDtypeName, "kv-dtype");
-  if (kvDtype != ir::DType::f32) fail("--kv-dtype " + kvDtypeName + " is not supported yet (f32 only)");
   if (emit == Emit::Plan && outputPath.empty()) fail("no output file: give -o plan.pb");
 
   frontends::Llama2cFile file = check(frontends::readLlama2cFile(modelPath));
@@ -177,6 +176,7 @@ int compile() {
   frontends::ImportOptions importOptions;
   importOptions.maxSeqLen = maxSeqLen;
   importOptions.ropeTheta = ropeTheta;
+  importOptions.kvDtype = kvDtype;
   std::unique_ptr<ir::Module> m = check(frontends::importLlama2c(file, importOptions));
 
   // Read the tokenizer before the long part, so a bad path fails fast.

@@ -2,7 +2,8 @@
 //
 // Op:     %o = attention %q, %pos {n_heads H, n_kv_heads KVH, head_size HS, seq_len S}
 //         q: [H*HS] f32; pos: i32 in device memory; kcache, vcache: this layer's
-//         [S][KVH*HS] f32.
+//         [S][KVH*HS] of KvT (float, f16 or bf16: the KV cache dtype), widened
+//         to f32 as they are read.
 // Math:   for each head h, kvh = h / (H / KVH):
 //           s[t] = dot(q_h, kcache[t][kvh*HS ...]) / sqrtf(HS), t = 0..pos
 //           p = softmax(s) (max subtracted, expf)
@@ -19,11 +20,15 @@
 // 2. Flash-decoding, for long contexts: attention_split<H, KVH, HS, S> gives
 //    each (head, chunk of kAttentionChunk positions) its own block, which
 //    writes the chunk's max m, sum l = sum exp(s - m) and unnormalized
-//    sum exp(s - m) v to a scratch buffer; attention_combine<H, HS, S> merges
-//    the chunks of each head: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i e^(m_i-M).
+//    sum exp(s - m) v to a scratch buffer. The last block of a head to finish
+//    (a counter per head, in memory no other kernel uses) merges the head's
+//    chunks: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i e^(m_i-M),
+//    and resets the counter for the next step. With one chunk (pos < 256)
+//    the block writes o directly. One kernel, so no second launch.
 //    Launch: launch::attentionSplit(H, S): H x ceil(S / 256) blocks of 256
-//    (chunks past pos return at once), then launch::attentionCombine(H).
-//    Scratch: launch::attentionPartialFloats(H, HS, S) floats.
+//    (chunks past pos return at once).
+//    Scratch: launch::attentionPartialFloats(H, HS, S) floats; state:
+//    launch::attentionCounters(H) zeroed 32-bit counters.
 //
 // Bytes:  2*(pos+1)*KVH*HS*4 (K and V rows up to pos; each K/V row is read
 //         once per query head that shares it, from L2 after the first) +
@@ -35,15 +40,11 @@
 //   k14_attention(const float* q, const int* pos, const float* kcache, const float* vcache, float* o) {
 //     llamac::attention<12 /*H*/, 12 /*KVH*/, 64 /*HS*/, 1024 /*S*/>(q, pos, kcache, vcache, o);
 //   }
-// or the pair
+// or
 //   extern "C" __global__ void __launch_bounds__(256)
 //   k14_attention_split(const float* q, const int* pos, const float* kcache, const float* vcache,
-//                       float* partials) {
-//     llamac::attention_split<32, 8, 128, 8192>(q, pos, kcache, vcache, partials);
-//   }
-//   extern "C" __global__ void __launch_bounds__(256)
-//   k14_attention_combine(const float* partials, const int* pos, float* o) {
-//     llamac::attention_combine<32, 128, 8192>(partials, pos, o);
+//                       float* partials, unsigned* counters, float* o) {
+//     llamac::attention_split<32, 8, 128, 8192>(q, pos, kcache, vcache, partials, counters, o);
 //   }
 //
 //===----------------------------------------------------------------------===//
@@ -69,15 +70,15 @@ LLAMAC_HOST_DEVICE constexpr unsigned attentionChunks(unsigned seqLen) {
 LLAMAC_HOST_DEVICE constexpr Shape attentionSplit(unsigned nHeads, unsigned seqLen) {
   return {nHeads, attentionChunks(seqLen), kAttentionThreads, 0};
 }
-LLAMAC_HOST_DEVICE constexpr Shape attentionCombine(unsigned nHeads) {
-  return {nHeads, 1, kAttentionThreads, 0};
-}
 /// Scratch between attention_split and attention_combine: per head and chunk,
 /// m, l and HS sums.
 LLAMAC_HOST_DEVICE constexpr unsigned attentionPartialFloats(unsigned nHeads, unsigned headSize,
                                                              unsigned seqLen) {
   return nHeads * attentionChunks(seqLen) * (headSize + 2);
 }
+/// Counters attention_split keeps between steps: one per head, zero between
+/// launches.
+LLAMAC_HOST_DEVICE constexpr unsigned attentionCounters(unsigned nHeads) { return nHeads; }
 
 } // namespace launch
 
@@ -91,9 +92,9 @@ constexpr int floorPow2(int n) { return n >= 2 ? 2 * floorPow2(n / 2) : 1; }
 /// m = max_t s[t], l = sum_t exp(s[t] - m), sAcc[d] = sum_t exp(s[t] - m) v[t][d].
 /// sq holds the head's query (16-byte aligned); sScores has room for t1 - t0 floats.
 /// The whole block calls it; m and l reach every thread, sAcc is complete on return.
-template <int KVDim, int HS, int Threads>
-__device__ __forceinline__ void attendRange(const float *sq, const float *__restrict__ kcache,
-                                            const float *__restrict__ vcache, int kvOffset, int t0,
+template <int KVDim, int HS, int Threads, typename KvT>
+__device__ __forceinline__ void attendRange(const float *sq, const KvT *__restrict__ kcache,
+                                            const KvT *__restrict__ vcache, int kvOffset, int t0,
                                             int t1, float *sScores, float *sAcc, float &m, float &l) {
   static_assert(HS <= Threads, "a thread per output element");
   const int n = t1 - t0;
@@ -112,10 +113,10 @@ __device__ __forceinline__ void attendRange(const float *sq, const float *__rest
     const int i = base + group;
     float partial = 0.0f;
     if (i < n) {
-      const float *krow = kcache + (size_t)(t0 + i) * KVDim + kvOffset;
+      const KvT *krow = kcache + (size_t)(t0 + i) * KVDim + kvOffset;
       if constexpr (kVector) {
         for (int u = sub; u < kUnits; u += kLanes) {
-          const float4 k4 = loadFloat4(krow + 4 * u);
+          const float4 k4 = load4(krow + 4 * u);
           const float4 q4 = *reinterpret_cast<const float4 *>(sq + 4 * u);
           partial = fmaf(q4.x, k4.x, partial);
           partial = fmaf(q4.y, k4.y, partial);
@@ -124,7 +125,7 @@ __device__ __forceinline__ void attendRange(const float *sq, const float *__rest
         }
       } else {
         for (int d = sub; d < HS; d += kLanes)
-          partial = fmaf(sq[d], krow[d], partial);
+          partial = fmaf(sq[d], toFloat(krow[d]), partial);
       }
     }
     const float dot = groupSum<kLanes>(partial);
@@ -154,7 +155,7 @@ __device__ __forceinline__ void attendRange(const float *sq, const float *__rest
   if (vgroup < kVGroups) {
     float acc = 0.0f;
     for (int i = vgroup; i < n; i += kVGroups)
-      acc = fmaf(sScores[i], vcache[(size_t)(t0 + i) * KVDim + kvOffset + d], acc);
+      acc = fmaf(sScores[i], toFloat(vcache[(size_t)(t0 + i) * KVDim + kvOffset + d]), acc);
     sPartial[vgroup * HS + d] = acc;
   }
   __syncthreads();
@@ -170,10 +171,10 @@ __device__ __forceinline__ void attendRange(const float *sq, const float *__rest
 
 } // namespace detail
 
-template <int H, int KVH, int HS, int S>
+template <int H, int KVH, int HS, int S, typename KvT = float>
 __device__ __forceinline__ void attention(const float *__restrict__ q, const int *__restrict__ pos,
-                                          const float *__restrict__ kcache,
-                                          const float *__restrict__ vcache, float *__restrict__ out) {
+                                          const KvT *__restrict__ kcache, const KvT *__restrict__ vcache,
+                                          float *__restrict__ out) {
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   static_assert(S <= launch::kAttentionMaxSeqLen, "use attention_split for longer contexts");
   constexpr int kThreads = launch::kAttentionThreads;
@@ -191,12 +192,11 @@ __device__ __forceinline__ void attention(const float *__restrict__ q, const int
     out[h * HS + d] = sAcc[d] / l;
 }
 
-template <int H, int KVH, int HS, int S>
-__device__ __forceinline__ void attention_split(const float *__restrict__ q,
-                                                const int *__restrict__ pos,
-                                                const float *__restrict__ kcache,
-                                                const float *__restrict__ vcache,
-                                                float *__restrict__ partials) {
+template <int H, int KVH, int HS, int S, typename KvT = float>
+__device__ __forceinline__ void attention_split(const float *__restrict__ q, const int *__restrict__ pos,
+                                                const KvT *__restrict__ kcache,
+                                                const KvT *__restrict__ vcache, float *partials,
+                                                unsigned *__restrict__ counters, float *__restrict__ out) {
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   constexpr int kThreads = launch::kAttentionThreads, kChunk = launch::kAttentionChunk;
   constexpr int kChunks = launch::attentionChunks(S);
@@ -205,44 +205,57 @@ __device__ __forceinline__ void attention_split(const float *__restrict__ q,
   if (t0 >= positions)
     return; // the whole block: no barrier has been reached yet
   const int t1 = t0 + kChunk < positions ? t0 + kChunk : positions;
+  const int chunks = (positions + kChunk - 1) / kChunk;
 
   __shared__ __align__(16) float sq[HS];
   __shared__ float sScores[kChunk];
   __shared__ float sAcc[HS];
+  __shared__ bool sLast;
   for (int d = threadIdx.x; d < HS; d += kThreads)
     sq[d] = q[h * HS + d];
   __syncthreads();
   float m, l;
   detail::attendRange<KVH * HS, HS, kThreads>(sq, kcache, vcache, kvh * HS, t0, t1, sScores, sAcc, m,
                                               l);
-  float *partial = partials + ((size_t)h * kChunks + chunk) * (HS + 2);
+  if (chunks == 1) {
+    for (int d = threadIdx.x; d < HS; d += kThreads)
+      out[h * HS + d] = sAcc[d] / l;
+    return;
+  }
+
+  float *head = partials + (size_t)h * kChunks * (HS + 2);
+  float *partial = head + (size_t)chunk * (HS + 2);
   if (threadIdx.x == 0) {
     partial[0] = m;
     partial[1] = l;
   }
   for (int d = threadIdx.x; d < HS; d += kThreads)
     partial[2 + d] = sAcc[d];
-}
 
-template <int H, int HS, int S>
-__device__ __forceinline__ void attention_combine(const float *__restrict__ partials,
-                                                  const int *__restrict__ pos,
-                                                  float *__restrict__ out) {
-  constexpr int kThreads = launch::kAttentionThreads, kChunk = launch::kAttentionChunk;
-  constexpr int kChunks = launch::attentionChunks(S);
-  const int h = blockIdx.x;
-  const int chunks = *pos / kChunk + 1;
-  const float *head = partials + (size_t)h * kChunks * (HS + 2);
+  // Publish the partial, then count it; the block that counts last merges.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    sLast = atomicAdd(&counters[h], 1u) == (unsigned)chunks - 1;
+    if (sLast)
+      counters[h] = 0; // every chunk has counted: ready for the next step
+  }
+  __syncthreads();
+  if (!sLast)
+    return;
+  __threadfence();
+
+  // Other blocks wrote these: read through L2 (__ldcg), never a stale L1 line.
   float maxScore = detail::negativeInfinity();
   for (int c = 0; c < chunks; ++c)
-    maxScore = fmaxf(maxScore, head[c * (HS + 2)]);
+    maxScore = fmaxf(maxScore, __ldcg(head + c * (HS + 2)));
   float total = 0.0f;
   for (int c = 0; c < chunks; ++c)
-    total += head[c * (HS + 2) + 1] * expf(head[c * (HS + 2)] - maxScore);
+    total += __ldcg(head + c * (HS + 2) + 1) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
   for (int d = threadIdx.x; d < HS; d += kThreads) {
     float acc = 0.0f;
     for (int c = 0; c < chunks; ++c)
-      acc += head[c * (HS + 2) + 2 + d] * expf(head[c * (HS + 2)] - maxScore);
+      acc += __ldcg(head + c * (HS + 2) + 2 + d) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
     out[h * HS + d] = acc / total;
   }
 }

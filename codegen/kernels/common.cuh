@@ -129,6 +129,29 @@ __device__ __forceinline__ void widen(uint4 raw, float (&out)[8], bf16) {
   }
 }
 
+/// Stores an f32 value as a KV cache element, rounding to nearest even as the
+/// CPU executor does (runtime/Half.h).
+__device__ __forceinline__ void storeAs(float v, float *p) { *p = v; }
+__device__ __forceinline__ void storeAs(float v, f16 *p) {
+  unsigned short bits;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(v));
+  p->bits = bits;
+}
+__device__ __forceinline__ void storeAs(float v, bf16 *p) {
+  unsigned short bits;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(v));
+  p->bits = bits;
+}
+
+/// Four consecutive KV cache elements as f32; `p` must be aligned to their
+/// size (16 bytes for float, 8 for the 16-bit types).
+__device__ __forceinline__ float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+template <typename T> __device__ __forceinline__ float4 load4(const T *p) {
+  const uint2 raw = *reinterpret_cast<const uint2 *>(p);
+  return make_float4(toFloat(T{(unsigned short)(raw.x & 0xffffu)}), toFloat(T{(unsigned short)(raw.x >> 16)}),
+                     toFloat(T{(unsigned short)(raw.y & 0xffffu)}), toFloat(T{(unsigned short)(raw.y >> 16)}));
+}
+
 /// Programmatic dependent launch (sm_90): every generated kernel first lets
 /// the next kernel of the graph launch, then waits until the kernel before it
 /// has finished and its writes are visible. Between the two, a kernel may

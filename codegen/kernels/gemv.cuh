@@ -16,8 +16,16 @@
 // K * sizeof(T) is a multiple of 16 (and W's base is aligned). Otherwise, for
 // awkward sizes such as K = 250, the scalar path reads one element per lane.
 //
-// Launch shape: kGemvThreads threads (kGemvWarps warps) per block, one warp
-// task per warp, so gemv(tasks) blocks of 256 threads.
+// Split-K within a block: when a row is long (K = 2048 f32, 8192 bf16), Split
+// warps (2, 4 or 8) of one block share a warp task, each taking every
+// Split-th 16-byte step of the row, and add their sums through shared memory
+// in a fixed order (deterministic). launch::gemvSplit picks the smallest
+// split that lets each lane issue all its loads of a row in one batch of
+// kGemvUnroll, so the whole matrix is requested in one wave.
+//
+// Launch shape: kGemvThreads threads (kGemvWarps warps) per block, Split
+// warps per warp task, so gemv(tasks, split) = ceil(tasks * split / 8)
+// blocks of 256 threads.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -30,9 +38,22 @@ namespace launch {
 [[maybe_unused]] constexpr int kGemvThreads = 256;
 [[maybe_unused]] constexpr int kGemvWarps = kGemvThreads / kWarpSize;
 
-/// Blocks for `warpTasks` tasks of one warp each (rows, or row pairs).
-LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks) {
-  return {ceilDiv(warpTasks, kGemvWarps), 1, kGemvThreads, 0};
+/// 16-byte loads each lane issues per row before using the first.
+[[maybe_unused]] constexpr int kGemvUnroll = 8;
+
+/// Warps per warp task for rows of `k` elements of `elementBytes` bytes: the
+/// smallest of 1, 2, 4, 8 whose lanes need at most kGemvUnroll loads each.
+LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned k, unsigned elementBytes) {
+  const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
+  unsigned split = 1;
+  while (split < 8 && ceilDiv(loads, kWarpSize * split) > kGemvUnroll)
+    split *= 2;
+  return split;
+}
+
+/// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each.
+LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks, unsigned split) {
+  return {ceilDiv(warpTasks * split, kGemvWarps), 1, kGemvThreads, 0};
 }
 
 } // namespace launch
@@ -40,30 +61,52 @@ LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks) {
 #if LLAMAC_DEVICE_CODE
 namespace detail {
 
-/// 16-byte loads each lane issues per row before using the first.
-[[maybe_unused]] constexpr int kGemvUnroll = 8;
+using launch::kGemvUnroll;
 
 /// The warp task this warp works on (a row, or a row pair).
-__device__ __forceinline__ int gemvWarpTask() {
-  return blockIdx.x * launch::kGemvWarps + threadIdx.x / kWarpSize;
+template <int Split> __device__ __forceinline__ int gemvWarpTask() {
+  return (blockIdx.x * launch::kGemvWarps + threadIdx.x / kWarpSize) / Split;
 }
 
-/// Prefetches the rows of W this block's warps will read (one row per warp,
-/// kGemvWarps consecutive rows per block), before the dependency wait.
-template <int N, int K, typename T>
+/// Whether this thread holds its task's final sums: lane 0 of the task's
+/// first warp.
+template <int Split> __device__ __forceinline__ bool gemvLeader() {
+  return threadIdx.x % (Split * kWarpSize) == 0;
+}
+
+/// Prefetches the rows of W this block's warps will read (kGemvWarps / Split
+/// consecutive rows per block), before the dependency wait.
+template <int N, int K, typename T, int Split>
 __device__ __forceinline__ void prefetchBlockRows(const T *w) {
-  const int first = blockIdx.x * launch::kGemvWarps;
-  const int rows = first + launch::kGemvWarps <= N ? launch::kGemvWarps : N - first;
+  constexpr int kRows = launch::kGemvWarps / Split;
+  const int first = blockIdx.x * kRows;
+  const int rows = first + kRows <= N ? kRows : N - first;
   if (rows > 0)
     prefetchL2<launch::kGemvThreads>(w + (size_t)first * K, (size_t)rows * K * sizeof(T));
 }
 
 /// 1 / sqrt(mean(x^2) + eps), computed by one warp on its own (no block
-/// barrier, so warps never wait for one another).
+/// barrier, so warps never wait for one another). x is read 16 bytes at a
+/// time with kGemvUnroll loads in flight per lane: a chain of dependent
+/// scalar loads here once cost several microseconds per kernel.
 template <int K> __device__ __forceinline__ float warpRmsInverse(const float *x, float eps) {
+  const int lane = threadIdx.x % kWarpSize;
   float ss = 0.0f;
-  for (int k = threadIdx.x % kWarpSize; k < K; k += kWarpSize)
-    ss = fmaf(x[k], x[k], ss);
+  if constexpr (K % 4 == 0) {
+    constexpr int kVecs = K / 4;
+#pragma unroll kGemvUnroll
+    for (int v = lane; v < kVecs; v += kWarpSize) {
+      const float4 x4 = loadFloat4(x + 4 * v);
+      ss = fmaf(x4.x, x4.x, ss);
+      ss = fmaf(x4.y, x4.y, ss);
+      ss = fmaf(x4.z, x4.z, ss);
+      ss = fmaf(x4.w, x4.w, ss);
+    }
+  } else {
+#pragma unroll kGemvUnroll
+    for (int k = lane; k < K; k += kWarpSize)
+      ss = fmaf(x[k], x[k], ss);
+  }
   ss = warpSum(ss);
   return 1.0f / sqrtf(ss / (float)K + eps);
 }
@@ -79,17 +122,20 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 }
 
 /// dots[r] = sum_k (x[k] * s) * rows[r][k], for R rows of K elements, where
-/// s = warpRmsInverse(x) with the RMS prologue, else 1. The whole warp calls
-/// it; every lane gets the sums.
+/// s = warpRmsInverse(x) with the RMS prologue, else 1. The Split warps of a
+/// task call it together (whole warps); every lane of the task's first warp
+/// gets the sums.
 ///
 /// The first kGemvUnroll loads of every row are issued before
 /// waitForPreviousKernel(): weights do not depend on earlier kernels, so
 /// their latency overlaps the previous kernel's tail. Only then is x (which
 /// the previous kernel wrote) read. Warps that call this need no other wait.
-template <int K, typename T, int R, bool RmsPrologue>
+template <int K, typename T, int R, bool RmsPrologue, int Split>
 __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps, const T *const (&rows)[R],
                                          float (&dots)[R]) {
-  const int lane = threadIdx.x % kWarpSize;
+  static_assert(Split == 1 || Split == 2 || Split == 4 || Split == 8, "1, 2, 4 or 8 warps per task");
+  constexpr int kStride = Split * kWarpSize; // lanes that share a row
+  const int lane = threadIdx.x % kStride;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -99,11 +145,11 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
     constexpr int kVecs = K / kElems;
-    for (int base = 0; base < kVecs; base += kWarpSize * kGemvUnroll) {
+    for (int base = 0; base < kVecs; base += kStride * kGemvUnroll) {
       uint4 raw[kGemvUnroll][R];
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        const int v = base + u * kWarpSize + lane;
+        const int v = base + u * kStride + lane;
         if (v < kVecs) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
@@ -114,7 +160,7 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
         xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        const int v = base + u * kWarpSize + lane;
+        const int v = base + u * kStride + lane;
         if (v < kVecs) {
           float xs[kElems];
 #pragma unroll
@@ -137,11 +183,11 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
       }
     }
   } else {
-    for (int base = 0; base < K; base += kWarpSize * kGemvUnroll) {
+    for (int base = 0; base < K; base += kStride * kGemvUnroll) {
       T w[kGemvUnroll][R];
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        const int k = base + u * kWarpSize + lane;
+        const int k = base + u * kStride + lane;
         if (k < K) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
@@ -152,7 +198,7 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
         xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        const int k = base + u * kWarpSize + lane;
+        const int k = base + u * kStride + lane;
         if (k < K) {
           const float xs = x[k] * xScale;
 #pragma unroll
@@ -166,6 +212,26 @@ __device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps,
 #pragma unroll
   for (int r = 0; r < R; ++r)
     dots[r] = warpSum(acc[r]);
+  if constexpr (Split > 1) {
+    // The task's warps meet at a named barrier of their own (ids 1..8; 0 is
+    // __syncthreads), so tasks past N, which return early, are not awaited.
+    __shared__ float partial[launch::kGemvWarps][R];
+    const int warp = threadIdx.x / kWarpSize, first = warp - warp % Split;
+    if (threadIdx.x % kWarpSize == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        partial[warp][r] = dots[r];
+    }
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + first / Split), "r"(kStride) : "memory");
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float sum = partial[first][r];
+#pragma unroll
+      for (int p = 1; p < Split; ++p)
+        sum += partial[first + p][r];
+      dots[r] = sum;
+    }
+  }
 }
 
 } // namespace detail

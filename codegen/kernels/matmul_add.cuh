@@ -4,14 +4,15 @@
 // Math:   y[n] = r[n] + sum_k (x[k] * s) * W[n][k]   (s as in matmul.cuh)
 //         y may alias r (the in-place residual update): each y[n] is written by
 //         the one lane that read r[n], after reading it. x must not alias y.
-// Launch: launch::matmulAdd(N): ceil(N / 8) blocks of 256 threads, one row per warp.
+// Launch: launch::matmulAdd(N, Split): ceil(N * Split / 8) blocks of 256 threads,
+//         Split warps per row (gemv.cuh).
 // Bytes:  N*K*sizeof(T) + K*4 + 2*N*4. stories110M wo (768x768 f32): 2.36 MB.
 //
 // Wrapper the code generator emits:
 //   // %12 = matmul_add %11, @l0.wo, %3 : tensor<768xf32>
 //   extern "C" __global__ void __launch_bounds__(256)
 //   k12_matmul_add(const float* x, const float* w, const float* r, float* y) {
-//     llamac::matmul_add<768 /*N*/, 768 /*K*/, float /*weight type*/, false /*rms prologue*/>(x, w, r, y, 1e-5f);
+//     llamac::matmul_add<768 /*N*/, 768 /*K*/, float /*weight type*/, false /*rms prologue*/, 1 /*split*/>(x, w, r, y, 1e-5f);
 //   }
 //
 //===----------------------------------------------------------------------===//
@@ -22,21 +23,21 @@
 namespace llamac {
 namespace launch {
 
-LLAMAC_HOST_DEVICE constexpr Shape matmulAdd(unsigned n) { return gemv(n); }
+LLAMAC_HOST_DEVICE constexpr Shape matmulAdd(unsigned n, unsigned split) { return gemv(n, split); }
 
 } // namespace launch
 
 #if LLAMAC_DEVICE_CODE
-template <int N, int K, typename T, bool RmsPrologue>
+template <int N, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul_add(const float *__restrict__ x, const T *__restrict__ w,
                                            const float *r, float *y, float eps) {
-  const int row = detail::gemvWarpTask();
+  const int row = detail::gemvWarpTask<Split>();
   if (row >= N)
     return;
   const T *rows[1] = {w + (size_t)row * K};
   float dot[1];
-  detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
-  if (threadIdx.x % launch::kWarpSize == 0) {
+  detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot);
+  if (detail::gemvLeader<Split>()) {
     const float residual = r[row];
     y[row] = residual + dot[0];
   }

@@ -4,11 +4,11 @@
 // Math:   t = argmax_n sum_k (x[k] * s) * W[n][k]   (s as in matmul.cuh; argmax
 //         as in argmax.cuh: lowest index on ties). The logits never reach memory.
 // Launch: two kernels, deterministic, with no state to reset between steps:
-//   1. matmul_argmax<N, K, T, Rms>: launch::matmulArgmax(N), ceil(N / 8) blocks
-//      of 256 threads, one row per warp; block b writes the packed key of its
-//      best row to partialKeys[b].
+//   1. matmul_argmax<N, K, T, Rms, Split>: launch::matmulArgmax(N, Split),
+//      ceil(N * Split / 8) blocks of 256 threads, Split warps per row; block b
+//      writes the packed key of its best row to partialKeys[b].
 //   2. argmax_keys<P>: launch::argmaxKeys(), 1 block of 1024 threads, reduces
-//      the P = launch::matmulArgmaxPartials(N) keys to the token.
+//      the P = launch::matmulArgmaxPartials(N, Split) keys to the token.
 //   Scratch: P 8-byte keys.
 // Bytes:  N*K*sizeof(T) + K*4 + 8*P*2. stories110M wcls (32000x768 f32): 98 MB,
 //         33 us at 3 TB/s, the largest single read of a step.
@@ -17,7 +17,7 @@
 //   // %40 = matmul_argmax %39, @wcls : tensor<i32>
 //   extern "C" __global__ void __launch_bounds__(256)
 //   k40_matmul_argmax(const float* x, const float* w, unsigned long long* keys) {
-//     llamac::matmul_argmax<32000 /*N*/, 768 /*K*/, float, true /*rms prologue*/>(x, w, keys, 1e-5f);
+//     llamac::matmul_argmax<32000 /*N*/, 768 /*K*/, float, true /*rms prologue*/, 1 /*split*/>(x, w, keys, 1e-5f);
 //   }
 //   extern "C" __global__ void __launch_bounds__(1024)
 //   k40_argmax_keys(const unsigned long long* keys, int* token) {
@@ -33,26 +33,29 @@
 namespace llamac {
 namespace launch {
 
-LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n) { return gemv(n); }
-LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n) { return gemv(n).gridX; }
+LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned split) { return gemv(n, split); }
+LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n, unsigned split) {
+  return gemv(n, split).gridX;
+}
 LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys() { return {1, 1, kArgmaxThreads, 0}; }
 
 } // namespace launch
 
 #if LLAMAC_DEVICE_CODE
-template <int N, int K, typename T, bool RmsPrologue>
+template <int N, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul_argmax(const float *__restrict__ x, const T *__restrict__ w,
                                               unsigned long long *__restrict__ partialKeys,
                                               float eps) {
   __shared__ unsigned long long warpKeys[launch::kGemvWarps];
-  const int row = detail::gemvWarpTask();
+  const int row = detail::gemvWarpTask<Split>();
   const int warp = threadIdx.x / launch::kWarpSize, lane = threadIdx.x % launch::kWarpSize;
   unsigned long long key = 0; // rows past N take part as "nothing"
   if (row < N) {
     const T *rows[1] = {w + (size_t)row * K};
     float dot[1];
-    detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
-    key = detail::argmaxKey(dot[0], (unsigned)row);
+    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot);
+    if (warp % Split == 0) // the task's other warps hold the same sum
+      key = detail::argmaxKey(dot[0], (unsigned)row);
   }
   if (lane == 0)
     warpKeys[warp] = key;

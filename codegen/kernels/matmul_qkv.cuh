@@ -4,8 +4,8 @@
 //         x: [K] f32; Wq: [Nq][K], Wk: [Nk][K], Wv: [Nv][K] of T (three tensors)
 // Math:   y = concat(Wq x', Wk x', Wv x'), x' = x * s (s as in matmul.cuh);
 //         y has Nq + Nk + Nv elements.
-// Launch: launch::matmulQkv(Nq + Nk + Nv): ceil((Nq+Nk+Nv) / 8) blocks of 256
-//         threads, one row of the concatenation per warp.
+// Launch: launch::matmulQkv(Nq + Nk + Nv, Split): ceil((Nq+Nk+Nv) * Split / 8)
+//         blocks of 256 threads, Split warps per row of the concatenation.
 // Bytes:  (Nq+Nk+Nv)*K*sizeof(T) + K*4 + (Nq+Nk+Nv)*4.
 //         stories110M (3 x 768x768 f32): 7.1 MB, 2.4 us at 3 TB/s.
 //
@@ -13,7 +13,7 @@
 //   // %6 = matmul_qkv %5, @l0.wq, @l0.wk, @l0.wv : tensor<2304xf32>
 //   extern "C" __global__ void __launch_bounds__(256)
 //   k6_matmul_qkv(const float* x, const float* wq, const float* wk, const float* wv, float* y) {
-//     llamac::matmul_qkv<768 /*Nq*/, 768 /*Nk*/, 768 /*Nv*/, 768 /*K*/, float, true /*rms prologue*/>(
+//     llamac::matmul_qkv<768 /*Nq*/, 768 /*Nk*/, 768 /*Nv*/, 768 /*K*/, float, true /*rms prologue*/, 1 /*split*/>(
 //         x, wq, wk, wv, y, 1e-5f);
 //   }
 //
@@ -25,16 +25,16 @@
 namespace llamac {
 namespace launch {
 
-LLAMAC_HOST_DEVICE constexpr Shape matmulQkv(unsigned nTotal) { return gemv(nTotal); }
+LLAMAC_HOST_DEVICE constexpr Shape matmulQkv(unsigned nTotal, unsigned split) { return gemv(nTotal, split); }
 
 } // namespace launch
 
 #if LLAMAC_DEVICE_CODE
-template <int Nq, int Nk, int Nv, int K, typename T, bool RmsPrologue>
+template <int Nq, int Nk, int Nv, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul_qkv(const float *__restrict__ x, const T *__restrict__ wq,
                                            const T *__restrict__ wk, const T *__restrict__ wv,
                                            float *__restrict__ y, float eps) {
-  const int row = detail::gemvWarpTask();
+  const int row = detail::gemvWarpTask<Split>();
   if (row >= Nq + Nk + Nv)
     return;
   const T *rowStart = row < Nq        ? wq + (size_t)row * K
@@ -42,8 +42,8 @@ __device__ __forceinline__ void matmul_qkv(const float *__restrict__ x, const T 
                                       : wv + (size_t)(row - Nq - Nk) * K;
   const T *rows[1] = {rowStart};
   float dot[1];
-  detail::warpDots<K, T, 1, RmsPrologue>(x, eps, rows, dot);
-  if (threadIdx.x % launch::kWarpSize == 0)
+  detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot);
+  if (detail::gemvLeader<Split>())
     y[row] = dot[0];
 }
 #endif // LLAMAC_DEVICE_CODE

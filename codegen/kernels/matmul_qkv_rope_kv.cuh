@@ -3,13 +3,14 @@
 // Op:     %q = matmul_qkv_rope_kv %x, @Wq, @Wk, @Wv, %pos [rms prologue]
 //              {head_size = HS, theta, layer}
 //         x: [K] f32; Wq: [Nq][K], Wk: [Nk][K], Wv: [Nk][K] of T; pos: i32 in
-//         device memory; kcache, vcache: this layer's [seq_len][Nk] f32 (the
-//         caller offsets the cache pointers to the layer).
+//         device memory; kcache, vcache: this layer's [seq_len][Nk] of KvT
+//         (the KV cache dtype; the caller offsets the pointers to the layer).
 // Math:   x' = x * s (s as in matmul.cuh); q = Wq x', k = Wk x', v = Wv x';
 //         RoPE (rope.cuh) on q and on k, each with j = index % HS;
 //         kcache[pos][:] = rotated k; vcache[pos][:] = v; y = rotated q [Nq].
-// Launch: launch::matmulQkvRopeKv(Nq, Nk): one warp per row PAIR (RoPE rotates
-//         rows 2i and 2i+1 together), ceil((Nq + 2*Nk)/2 / 8) blocks of 256.
+// Launch: launch::matmulQkvRopeKv(Nq, Nk, Split): one task of Split warps per
+//         row PAIR (RoPE rotates rows 2i and 2i+1 together),
+//         ceil((Nq + 2*Nk)/2 * Split / 8) blocks of 256.
 // Bytes:  (Nq+2*Nk)*K*sizeof(T) + K*4 + (Nq+2*Nk)*4. stories110M f32: 7.1 MB.
 //
 // Wrapper the code generator emits:
@@ -17,7 +18,7 @@
 //   extern "C" __global__ void __launch_bounds__(256)
 //   k6_matmul_qkv_rope_kv(const float* x, const float* wq, const float* wk, const float* wv,
 //                         const int* pos, float* kcache, float* vcache, float* y) {
-//     llamac::matmul_qkv_rope_kv<768 /*Nq*/, 768 /*Nk*/, 768 /*K*/, 64 /*head size*/, float, true /*rms*/>(
+//     llamac::matmul_qkv_rope_kv<768 /*Nq*/, 768 /*Nk*/, 768 /*K*/, 64 /*head size*/, float, true /*rms*/, 1 /*split*/>(
 //         x, wq, wk, wv, pos, kcache, vcache, y, 10000.0f, 1e-5f);
 //   }
 //
@@ -30,21 +31,21 @@
 namespace llamac {
 namespace launch {
 
-LLAMAC_HOST_DEVICE constexpr Shape matmulQkvRopeKv(unsigned nq, unsigned nk) {
-  return gemv((nq + 2 * nk) / 2);
+LLAMAC_HOST_DEVICE constexpr Shape matmulQkvRopeKv(unsigned nq, unsigned nk, unsigned split) {
+  return gemv((nq + 2 * nk) / 2, split);
 }
 
 } // namespace launch
 
 #if LLAMAC_DEVICE_CODE
-template <int Nq, int Nk, int K, int HeadSize, typename T, bool RmsPrologue>
+template <int Nq, int Nk, int K, int HeadSize, typename T, bool RmsPrologue, int Split, typename KvT = float>
 __device__ __forceinline__ void
 matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const T *__restrict__ wk,
-                   const T *__restrict__ wv, const int *__restrict__ pos, float *__restrict__ kcache,
-                   float *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
+                   const T *__restrict__ wv, const int *__restrict__ pos, KvT *__restrict__ kcache,
+                   KvT *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
   static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
                 "whole heads of pairs");
-  const int row = 2 * detail::gemvWarpTask(); // the pair (row, row + 1)
+  const int row = 2 * detail::gemvWarpTask<Split>(); // the pair (row, row + 1)
   if (row >= Nq + 2 * Nk)
     return;
 
@@ -54,17 +55,22 @@ matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const 
   const T *matrix = isQ ? wq : isK ? wk : wv;
   const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
   float dots[2];
-  detail::warpDots<K, T, 2, RmsPrologue>(x, eps, rows, dots);
-  if (threadIdx.x % launch::kWarpSize != 0)
+  detail::warpDots<K, T, 2, RmsPrologue, Split>(x, eps, rows, dots);
+  if (!detail::gemvLeader<Split>())
     return;
 
   const int p = *pos;
   float v0 = dots[0], v1 = dots[1];
   if (isQ || isK)
     detail::ropeRotate<HeadSize>(local % HeadSize, p, theta, v0, v1);
-  float *out = isQ ? y + local : isK ? kcache + (size_t)p * Nk + local : vcache + (size_t)p * Nk + local;
-  out[0] = v0;
-  out[1] = v1;
+  if (isQ) {
+    y[local] = v0;
+    y[local + 1] = v1;
+  } else {
+    KvT *out = (isK ? kcache : vcache) + (size_t)p * Nk + local;
+    detail::storeAs(v0, out);
+    detail::storeAs(v1, out + 1);
+  }
 }
 #endif // LLAMAC_DEVICE_CODE
 

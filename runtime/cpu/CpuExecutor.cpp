@@ -1,5 +1,7 @@
 #include "runtime/cpu/CpuExecutor.h"
 
+#include "runtime/Half.h"
+
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
@@ -205,8 +207,19 @@ void CpuExecutor::rope(float *vec, int64_t n, int64_t headSize, double theta, in
 }
 
 void CpuExecutor::writeKv(int64_t layer, int pos, const float *k, const float *v) {
-  std::copy(k, k + kvSpec_.kvDim, kCache(layer) + pos * kvSpec_.kvDim);
-  std::copy(v, v + kvSpec_.kvDim, vCache(layer) + pos * kvSpec_.kvDim);
+  // The cache holds floats here; a 16-bit cache dtype rounds each value as
+  // the GPU's store does (round to nearest even), so both read the same.
+  auto store = [&](const float *from, float *to) {
+    for (int64_t i = 0; i < kvSpec_.kvDim; ++i) {
+      switch (kvSpec_.dtype) {
+      case ir::DType::f16: to[i] = halfToFloat(floatToHalf(from[i])); break;
+      case ir::DType::bf16: to[i] = bf16ToFloat(floatToBf16(from[i])); break;
+      default: to[i] = from[i];
+      }
+    }
+  };
+  store(k, kCache(layer) + pos * kvSpec_.kvDim);
+  store(v, vCache(layer) + pos * kvSpec_.kvDim);
 }
 
 //===----------------------------------------------------------------------===//

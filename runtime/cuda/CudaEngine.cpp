@@ -9,6 +9,11 @@
 // A step: copy (token, pos) into device memory, replay the graph, copy the
 // output back, all on one stream with one synchronization.
 //
+// Greedy decoding chains steps on the device: a third graph replays
+// @decode_greedy and the plan's advance_greedy kernel (which feeds the token
+// back and advances pos) kChainDefault times, and the host reads the tokens
+// once per chain. LLAMAC_CHAIN=n sets the length (1: no chaining).
+//
 // On sm_90 and later the launches are programmatic dependent launches: each
 // kernel starts while the one before it finishes, prefetches its weights and
 // waits (griddepcontrol) before reading what that kernel wrote.
@@ -52,6 +57,14 @@ struct Program {
   uint64_t outputOffset = 0, outputBytes = 0;
 };
 
+// The step scalars in device memory (and their pinned host mirror), int32
+// slots: the token, the position, and from kHistorySlot the chain's first
+// position followed by one token per chained step.
+constexpr int kTokenSlot = 0, kPosSlot = 1, kHistorySlot = 16;
+constexpr int kMaxChain = 32;
+constexpr int kChainDefault = 16;
+constexpr uint64_t kScalarsBytes = 4 * (kHistorySlot + 1 + kMaxChain);
+
 class CudaEngine : public Engine {
 public:
   CudaEngine(const CudaDriver &driver, DeviceInfo device) : cu(driver), device_(std::move(device)) {}
@@ -77,6 +90,9 @@ public:
     return llvm::MutableArrayRef<float>(reinterpret_cast<float *>(hostOutput_), logits_.outputBytes / 4);
   }
 
+  llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count) override;
+  int greedyChainLength() const override { return chain_ ? chainLength_ : 1; }
+
   llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override;
   llvm::Expected<double> copyBandwidth() override;
 
@@ -89,6 +105,11 @@ private:
   llvm::Error prepare(const plan::Function &f, const std::vector<CUfunction> &functions, Program &program);
   llvm::Error launchAll(const Program &program);
   llvm::Error run(const Program &program, int token, int pos);
+  llvm::Error checkStep(int token, int pos) const;
+  /// Captures what `launches` launches on the stream as `exec`, uploaded.
+  llvm::Error capture(llvm::function_ref<llvm::Error()> launches, CUgraphExec &exec);
+  /// Captures chainLength_ x (@decode_greedy, advance_greedy) as one graph.
+  llvm::Error captureChain();
 
   const CudaDriver &cu;
   DeviceInfo device_;
@@ -97,17 +118,20 @@ private:
   std::vector<CUmodule> modules_;
   CUdeviceptr weights_ = 0, arena_ = 0, kv_ = 0, scalars_ = 0;
   uint64_t arenaBytes_ = 0, kvBytes_ = 0, seqLen_ = 0, vocab_ = 0;
-  int32_t *hostScalars_ = nullptr; // pinned: token, pos
+  int32_t *hostScalars_ = nullptr; // pinned: the step scalars (kTokenSlot, ...)
   char *hostOutput_ = nullptr;     // pinned: the step's output
-  Program logits_, greedy_;
+  Program logits_, greedy_, advance_;
+  CUgraphExec chain_ = nullptr;
+  int chainLength_ = 0;
   std::vector<std::string> kernelNames_;
   bool syncEachLaunch_ = false;
   bool dependentLaunch_ = false;
 };
 
 CudaEngine::~CudaEngine() {
-  for (Program *p : {&logits_, &greedy_})
+  for (Program *p : {&logits_, &greedy_, &advance_})
     if (p->graph) cu.graphExecDestroy(p->graph);
+  if (chain_) cu.graphExecDestroy(chain_);
   for (CUdeviceptr ptr : {weights_, arena_, kv_, scalars_})
     if (ptr) cu.memFree(ptr);
   if (hostScalars_) cu.memFreeHost(hostScalars_);
@@ -138,20 +162,38 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   seqLen_ = p.config().seq_len();
   vocab_ = p.config().vocab_size();
   if (auto e = cu.check(cu.memAlloc(&arena_, std::max<uint64_t>(arenaBytes_, 256)), "cuMemAlloc(arena)")) return e;
+  // Zeroed once: kernels that keep state between steps (attention's counters)
+  // start from zero and leave it zero.
+  if (auto e = cu.check(cu.memsetD8(arena_, 0, std::max<uint64_t>(arenaBytes_, 256)), "cuMemsetD8(arena)")) return e;
   if (auto e = cu.check(cu.memAlloc(&kv_, std::max<uint64_t>(kvBytes_, 256)), "cuMemAlloc(KV cache)")) return e;
   if (auto e = cu.check(cu.memsetD8(kv_, 0, std::max<uint64_t>(kvBytes_, 256)), "cuMemsetD8(KV cache)")) return e;
-  if (auto e = cu.check(cu.memAlloc(&scalars_, 256), "cuMemAlloc(step scalars)")) return e;
-  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostScalars_), 256, 0), "cuMemHostAlloc")) return e;
+  if (auto e = cu.check(cu.memAlloc(&scalars_, kScalarsBytes), "cuMemAlloc(step scalars)")) return e;
+  if (auto e = cu.check(cu.memsetD8(scalars_, 0, kScalarsBytes), "cuMemsetD8(step scalars)")) return e;
+  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostScalars_), kScalarsBytes, 0),
+                        "cuMemHostAlloc"))
+    return e;
 
   uint64_t outputBytes = 0;
   for (const plan::Function &f : p.functions()) {
-    Program *program = f.name() == "decode" ? &logits_ : f.name() == "decode_greedy" ? &greedy_ : nullptr;
+    Program *program = f.name() == "decode"           ? &logits_
+                       : f.name() == "decode_greedy"  ? &greedy_
+                       : f.name() == "advance_greedy" ? &advance_
+                                                      : nullptr;
     if (!program) continue;
     if (auto e = prepare(f, functions, *program)) return e;
     outputBytes = std::max(outputBytes, program->outputBytes);
   }
   if (logits_.launches.empty() || greedy_.launches.empty())
     return error("the plan has no launch list for @decode and @decode_greedy");
+  chainLength_ = kChainDefault;
+  if (const char *value = std::getenv("LLAMAC_CHAIN")) {
+    chainLength_ = std::atoi(value);
+    if (chainLength_ < 1 || chainLength_ > kMaxChain)
+      return error(llvm::formatv("LLAMAC_CHAIN={0}: expected a chain length from 1 to {1}", value, kMaxChain));
+  }
+  // Plans from before advance_greedy, and LLAMAC_CUDA_SYNC=1, step one by one.
+  if (chainLength_ > 1 && !advance_.launches.empty() && !syncEachLaunch_)
+    if (auto e = captureChain()) return e;
   if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
     return e;
   return llvm::Error::success();
@@ -276,8 +318,9 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       case plan::Function::Launch::Arg::ARENA: e = pointer(arena_, arenaBytes_, "arena"); break;
       case plan::Function::Launch::Arg::WEIGHT: e = pointer(weights_, uint64_t(-1), "weights"); break;
       case plan::Function::Launch::Arg::KV_CACHE: e = pointer(kv_, kvBytes_, "KV cache"); break;
-      case plan::Function::Launch::Arg::TOKEN: slot = scalars_; break;
-      case plan::Function::Launch::Arg::POS: slot = scalars_ + 4; break;
+      case plan::Function::Launch::Arg::TOKEN: slot = scalars_ + 4 * kTokenSlot; break;
+      case plan::Function::Launch::Arg::POS: slot = scalars_ + 4 * kPosSlot; break;
+      case plan::Function::Launch::Arg::HISTORY: slot = scalars_ + 4 * kHistorySlot; break;
       case plan::Function::Launch::Arg::INT_SCALAR: {
         int32_t v = int32_t(arg.int_value());
         std::memcpy(&slot, &v, 4);
@@ -300,9 +343,13 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   if (syncEachLaunch_) return llvm::Error::success();
 
   // Capture the launch list once; each step replays it.
+  return capture([&] { return launchAll(program); }, program.graph);
+}
+
+llvm::Error CudaEngine::capture(llvm::function_ref<llvm::Error()> launches, CUgraphExec &exec) {
   if (auto e = cu.check(cu.streamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture"))
     return e;
-  llvm::Error launched = launchAll(program);
+  llvm::Error launched = launches();
   CUgraph graph = nullptr;
   llvm::Error ended = cu.check(cu.streamEndCapture(stream_, &graph), "cuStreamEndCapture");
   if (launched) {
@@ -310,10 +357,10 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
     return launched;
   }
   if (ended) return ended;
-  llvm::Error instantiated = cu.check(cu.graphInstantiate(&program.graph, graph, 0), "cuGraphInstantiate");
+  llvm::Error instantiated = cu.check(cu.graphInstantiate(&exec, graph, 0), "cuGraphInstantiate");
   cu.graphDestroy(graph);
   if (instantiated) return instantiated;
-  return cu.check(cu.graphUpload(program.graph, stream_), "cuGraphUpload");
+  return cu.check(cu.graphUpload(exec, stream_), "cuGraphUpload");
 }
 
 llvm::Error CudaEngine::launchAll(const Program &program) {
@@ -339,13 +386,53 @@ llvm::Error CudaEngine::launchAll(const Program &program) {
   return llvm::Error::success();
 }
 
-llvm::Error CudaEngine::run(const Program &program, int token, int pos) {
+llvm::Error CudaEngine::checkStep(int token, int pos) const {
   if (pos < 0 || uint64_t(pos) >= seqLen_)
     return error(llvm::formatv("position {0} is outside the KV cache's {1} positions", pos, seqLen_));
   if (token < 0 || uint64_t(token) >= vocab_)
     return error(llvm::formatv("token {0} is outside the vocabulary of {1}", token, vocab_));
-  hostScalars_[0] = token;
-  hostScalars_[1] = pos;
+  return llvm::Error::success();
+}
+
+llvm::Error CudaEngine::captureChain() {
+  return capture(
+      [&]() -> llvm::Error {
+        for (int i = 0; i < chainLength_; ++i) {
+          if (auto e = launchAll(greedy_)) return e;
+          if (auto e = launchAll(advance_)) return e;
+        }
+        return llvm::Error::success();
+      },
+      chain_);
+}
+
+llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, int count) {
+  if (!chain_ || count != chainLength_) return Engine::stepsGreedy(token, pos, count);
+  if (auto e = checkStep(token, pos)) return e;
+  if (uint64_t(pos) + count > seqLen_)
+    return error(llvm::formatv("positions {0} to {1} are outside the KV cache's {2} positions", pos, pos + count - 1,
+                               seqLen_));
+  hostScalars_[kTokenSlot] = token;
+  hostScalars_[kPosSlot] = pos;
+  hostScalars_[kHistorySlot] = pos;
+  if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 4 * (kHistorySlot + 1), stream_),
+                        "cuMemcpyHtoDAsync(step scalars)"))
+    return e;
+  if (auto e = cu.check(cu.graphLaunch(chain_, stream_), "cuGraphLaunch(chain)")) return e;
+  int32_t *tokens = hostScalars_ + kHistorySlot + 1;
+  if (auto e = cu.check(cu.memcpyDtoHAsync(tokens, scalars_ + 4 * (kHistorySlot + 1), 4 * count, stream_),
+                        "cuMemcpyDtoHAsync(chained tokens)"))
+    return e;
+  if (auto e = cu.check(cu.streamSynchronize(stream_), "cuStreamSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 "
+                                                       "names it)"))
+    return e;
+  return llvm::ArrayRef<int>(tokens, count);
+}
+
+llvm::Error CudaEngine::run(const Program &program, int token, int pos) {
+  if (auto e = checkStep(token, pos)) return e;
+  hostScalars_[kTokenSlot] = token;
+  hostScalars_[kPosSlot] = pos;
   if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 8, stream_), "cuMemcpyHtoDAsync(token, pos)"))
     return e;
   if (program.graph) {
@@ -384,13 +471,15 @@ llvm::Expected<double> timeOnStream(const CudaDriver &cu, CUstream stream, Body 
 }
 
 llvm::Expected<double> CudaEngine::timeGreedySteps(int token, int firstPos, int steps) {
-  // Each step synchronizes to read its token back (that is the decode loop),
+  // As the decode loop runs: chains of steps, each read back by the host,
   // so the events bracket exactly what a user waits for.
   return timeOnStream(cu, stream_, [&]() -> llvm::Error {
-    for (int i = 0; i < steps; ++i) {
-      auto next = stepGreedy(token, firstPos + i);
-      if (!next) return next.takeError();
-      token = *next;
+    for (int done = 0; done < steps;) {
+      int count = std::min(greedyChainLength(), steps - done);
+      auto outputs = stepsGreedy(token, firstPos + done, count);
+      if (!outputs) return outputs.takeError();
+      token = outputs->back();
+      done += count;
     }
     return llvm::Error::success();
   });

@@ -536,6 +536,7 @@ llvm::Error checkLaunches(llvm::StringRef path, const Plan &plan) {
           break;
         case Arg::TOKEN:
         case Arg::POS:
+        case Arg::HISTORY:
         case Arg::INT_SCALAR:
         case Arg::FLOAT_SCALAR:
           break;

@@ -74,6 +74,29 @@ TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) {
       cpuToken = *c;
       gpuToken = *g;
     }
+
+    // Chained on the device (several steps per graph, the decode loop's
+    // path): the same tokens as one step at a time, chain after chain, and
+    // a count that is not the chain length falls back to single steps.
+    int chain = (*gpu)->greedyChainLength();
+    EXPECT_GT(chain, 1) << "the plan has advance_greedy, so the CUDA engine chains";
+    std::vector<int> cpuTokens, gpuTokens;
+    cpuToken = gpuToken = 1;
+    for (int pos = 0; pos < steps;) {
+      int count = std::min(chain, steps - pos);
+      if (pos == 0) count = std::min(count, 3);
+      auto c = (*cpu)->stepsGreedy(cpuToken, pos, count);
+      ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+      cpuTokens.insert(cpuTokens.end(), c->begin(), c->end());
+      auto g = (*gpu)->stepsGreedy(gpuToken, pos, count);
+      ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+      ASSERT_EQ(int(g->size()), count);
+      gpuTokens.insert(gpuTokens.end(), g->begin(), g->end());
+      cpuToken = cpuTokens.back();
+      gpuToken = gpuTokens.back();
+      pos += count;
+    }
+    EXPECT_EQ(gpuTokens, cpuTokens);
   }
 }
 

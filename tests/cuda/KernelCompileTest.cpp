@@ -51,16 +51,17 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
   for (DType t : types) {
     // K = 250: no vector path for any type; K = 264: vector path for all,
     // with a tail of vectors that does not fill the unrolled steps.
-    matmuls.push_back(matmulKernel(257, 250, t, true));
-    matmuls.push_back(matmulKernel(64, 264, t, false));
-    matmuls.push_back(matmulAddKernel(257, 250, t, false));
-    matmuls.push_back(matmulAddKernel(768, 768, t, true));
-    fused.push_back(matmulSwigluKernel(257, 250, t, true));
-    fused.push_back(matmulSwigluKernel(2048, 768, t, false));
-    fused.push_back(matmulQkvKernel(64, 16, 16, 250, t, true));
-    fused.push_back(matmulQkvRopeKvKernel(96, 32, 250, 8, t, true));
-    fused.push_back(matmulQkvRopeKvKernel(768, 256, 768, 128, t, false));
-    fused.push_back(matmulArgmaxKernel(257, 250, t, true));
+    // Every split (warps per row) appears with every type.
+    matmuls.push_back(matmulKernel(257, 250, t, true, 1));
+    matmuls.push_back(matmulKernel(64, 264, t, false, 8));
+    matmuls.push_back(matmulAddKernel(257, 250, t, false, 2));
+    matmuls.push_back(matmulAddKernel(768, 768, t, true, 1));
+    fused.push_back(matmulSwigluKernel(257, 250, t, true, 4));
+    fused.push_back(matmulSwigluKernel(2048, 768, t, false, 1));
+    fused.push_back(matmulQkvKernel(64, 16, 16, 250, t, true, 2));
+    fused.push_back(matmulQkvRopeKvKernel(96, 32, 250, 8, t, true, 8));
+    fused.push_back(matmulQkvRopeKvKernel(768, 256, 768, 128, t, false, 1));
+    fused.push_back(matmulArgmaxKernel(257, 250, t, true, 4));
     small.push_back(embeddingKernel(257, t));
     small.push_back(rmsnormKernel(250, t));
   }
@@ -76,6 +77,7 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
   small.push_back(addKernel(257));
   small.push_back(sliceKernel(3, 250));
   small.push_back(argmaxKernel(32000));
+  small.push_back(advanceGreedyKernel());
   result.push_back({"elementwise", small});
 
   std::vector<KernelWrapper> attention;
@@ -86,8 +88,6 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
   attention.push_back(attentionKernel(2, 2, 6, 7)); // a head size that is not a multiple of 4
   attention.push_back(attentionSplitKernel(4, 2, 8, 7));
   attention.push_back(attentionSplitKernel(32, 8, 128, 8192));
-  attention.push_back(attentionCombineKernel(4, 8, 7));
-  attention.push_back(attentionCombineKernel(32, 128, 8192));
   result.push_back({"attention", attention});
   return result;
 }
@@ -97,19 +97,30 @@ TEST(KernelSources, EveryOpHasItsFile) {
        {"common.cuh", "gemv.cuh", "embedding.cuh", "rmsnorm.cuh", "rms_normalize.cuh", "matmul.cuh",
         "matmul_add.cuh", "matmul_swiglu.cuh", "matmul_qkv.cuh", "matmul_qkv_rope_kv.cuh", "rope.cuh",
         "kv_write.cuh", "attention.cuh", "silu_mul.cuh", "add.cuh", "slice.cuh", "argmax.cuh",
-        "matmul_argmax.cuh"}) {
+        "matmul_argmax.cuh", "advance.cuh"}) {
     llvm::StringRef text = codegen::kernelSource(name);
     EXPECT_TRUE(text.contains("#pragma once")) << name << " is missing or not embedded";
   }
   EXPECT_TRUE(codegen::kernelSource("no_such_file.cuh").empty());
-  EXPECT_EQ(codegen::kernelSourceFiles().size(), 18u);
+  EXPECT_EQ(codegen::kernelSourceFiles().size(), 19u);
 }
 
 TEST(KernelLaunch, ShapesCoverTheWork) {
-  EXPECT_EQ(launch::matmul(257).gridX, 33u); // 8 rows per block
-  EXPECT_EQ(launch::matmul(257).blockX, 256u);
-  EXPECT_EQ(launch::matmulQkvRopeKv(96, 32).gridX, 10u); // 80 row pairs
-  EXPECT_EQ(launch::matmulArgmaxPartials(32000), 4000u);
+  EXPECT_EQ(launch::matmul(257, 1).gridX, 33u);  // 8 rows per block
+  EXPECT_EQ(launch::matmul(257, 4).gridX, 129u); // 2 rows per block
+  EXPECT_EQ(launch::matmul(257, 1).blockX, 256u);
+  EXPECT_EQ(launch::matmulQkvRopeKv(96, 32, 1).gridX, 10u); // 80 row pairs
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
+  // Splits keep each lane's loads of a row within one unrolled batch (8).
+  EXPECT_EQ(launch::gemvSplit(768, 4), 1u);   // 192 loads per row: 6 per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 4), 2u);  // 512: 16 per lane, 8 with 2 warps
+  EXPECT_EQ(launch::gemvSplit(2048, 2), 1u);  // 256: 8 per lane
+  EXPECT_EQ(launch::gemvSplit(8192, 2), 4u);  // 1024: 32 per lane
+  EXPECT_EQ(launch::gemvSplit(14336, 2), 8u); // 1792: 56 per lane, 7 with 8 warps
+  EXPECT_EQ(launch::gemvSplit(65536, 2), 8u); // at most 8 warps: 32 per lane
+  EXPECT_EQ(launch::gemvSplit(250, 4), 1u);   // scalar path: 250 loads, 8 per lane
+  EXPECT_EQ(launch::gemvSplit(1001, 4), 4u);  // scalar path: 1001 loads, 8 per lane with 4 warps
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
   EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 32u);
   EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 32u * 130u);

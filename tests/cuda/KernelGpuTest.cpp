@@ -18,6 +18,7 @@
 
 #include "codegen/kernels/add.cuh"
 #include "codegen/kernels/argmax.cuh"
+#include "codegen/kernels/advance.cuh"
 #include "codegen/kernels/attention.cuh"
 #include "codegen/kernels/embedding.cuh"
 #include "codegen/kernels/kv_write.cuh"
@@ -262,6 +263,25 @@ struct Weights {
   std::vector<uint8_t> bytes;
 };
 
+/// The floats that `bytes` of `dtype` hold (a KV cache read back).
+std::vector<float> decode(const std::vector<uint8_t> &bytes, DType dtype) {
+  if (dtype == DType::f32) {
+    std::vector<float> values(bytes.size() / 4);
+    std::memcpy(values.data(), bytes.data(), bytes.size());
+    return values;
+  }
+  std::vector<uint16_t> bits(bytes.size() / 2);
+  std::memcpy(bits.data(), bytes.data(), bytes.size());
+  std::vector<float> values(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i)
+    values[i] = dtype == DType::f16 ? halfToFloat(bits[i]) : bfloat16ToFloat(bits[i]);
+  return values;
+}
+
+/// Relative error of one rounding to `dtype` (0 for f32), the tolerance of a
+/// value the kernel computes in f32 and stores as dtype.
+double roundingError(DType dtype) { return dtype == DType::f16 ? 1e-3 : dtype == DType::bf16 ? 8e-3 : 0.0; }
+
 Weights encode(const std::vector<float> &values, DType dtype) {
   Weights w;
   w.values.resize(values.size());
@@ -418,78 +438,94 @@ struct MatmulSize {
 // except 64, whose K is the awkward one.
 const MatmulSize kMatmulSizes[] = {{257, 250, true}, {64, 264, false}, {300, 2048, true}, {5, 8, false}};
 
+/// The splits (warps per row) a matmul test runs: the code generator's pick
+/// for the shape, and `other`.
+std::vector<int> splitsFor(int k, DType t, int other) {
+  int chosen = defaultSplit(k, t);
+  return chosen == other ? std::vector<int>{chosen} : std::vector<int>{chosen, other};
+}
+
 TEST_F(KernelGpuTest, Matmul) {
+  const int splits[] = {1, 2, 4, 8};
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : kMatmulSizes)
     for (DType t : kWeightTypes)
-      wrappers.push_back(matmulKernel(s.n, s.k, t, s.rms));
+      for (int split : splits)
+        wrappers.push_back(matmulKernel(s.n, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
   for (const MatmulSize &s : kMatmulSizes) {
     std::vector<float> x = randomVector(rng, s.k);
     for (DType t : kWeightTypes) {
-      const KernelWrapper &wrapper = wrappers[next++];
       Weights w = randomWeights(rng, size_t(s.n) * s.k, t);
-      DeviceBuffer xBuffer(x), wBuffer(w.bytes), y(s.n * 4);
-      y.fill(kNaNBits);
-      kernels.run(wrapper, launch::matmul(s.n), xBuffer.ptr, wBuffer.ptr, y.ptr);
-      expectClose(y.read<float>(), referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0),
-                  wrapper.name);
+      std::vector<double> expected = referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0);
+      for (int split : splits) {
+        const KernelWrapper &wrapper = wrappers[next++];
+        DeviceBuffer xBuffer(x), wBuffer(w.bytes), y(s.n * 4);
+        y.fill(kNaNBits);
+        kernels.run(wrapper, launch::matmul(s.n, split), xBuffer.ptr, wBuffer.ptr, y.ptr);
+        expectClose(y.read<float>(), expected, wrapper.name);
+      }
     }
   }
 }
 
 TEST_F(KernelGpuTest, MatmulAdd) {
-  const MatmulSize sizes[] = {{257, 250, false}, {768, 768, true}};
+  const MatmulSize sizes[] = {{257, 250, false}, {768, 768, true}, {300, 2048, false}};
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : sizes)
     for (DType t : kWeightTypes)
-      wrappers.push_back(matmulAddKernel(s.n, s.k, t, s.rms));
+      for (int split : splitsFor(s.k, t, 8))
+        wrappers.push_back(matmulAddKernel(s.n, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
   for (const MatmulSize &s : sizes) {
-    std::vector<float> x = randomVector(rng, s.k), r = randomVector(rng, s.n);
-    for (DType t : kWeightTypes) {
-      const KernelWrapper &wrapper = wrappers[next++];
-      Weights w = randomWeights(rng, size_t(s.n) * s.k, t);
-      std::vector<double> expected = referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0);
-      for (int i = 0; i < s.n; ++i)
-        expected[i] += r[i];
-      DeviceBuffer xBuffer(x), wBuffer(w.bytes), rBuffer(r), y(s.n * 4);
-      y.fill(kNaNBits);
-      kernels.run(wrapper, launch::matmulAdd(s.n), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, y.ptr);
-      expectClose(y.read<float>(), expected, wrapper.name);
-      // The residual update in place: y aliases r.
-      kernels.run(wrapper, launch::matmulAdd(s.n), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, rBuffer.ptr);
-      expectClose(rBuffer.read<float>(), expected, wrapper.name + " (in place)");
-    }
+    std::vector<float> x = randomVector(rng, s.k);
+    for (DType t : kWeightTypes)
+      for (int split : splitsFor(s.k, t, 8)) {
+        const KernelWrapper &wrapper = wrappers[next++];
+        std::vector<float> r = randomVector(rng, s.n);
+        Weights w = randomWeights(rng, size_t(s.n) * s.k, t);
+        std::vector<double> expected = referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0);
+        for (int i = 0; i < s.n; ++i)
+          expected[i] += r[i];
+        DeviceBuffer xBuffer(x), wBuffer(w.bytes), rBuffer(r), y(s.n * 4);
+        y.fill(kNaNBits);
+        kernels.run(wrapper, launch::matmulAdd(s.n, split), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, y.ptr);
+        expectClose(y.read<float>(), expected, wrapper.name);
+        // The residual update in place: y aliases r.
+        kernels.run(wrapper, launch::matmulAdd(s.n, split), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, rBuffer.ptr);
+        expectClose(rBuffer.read<float>(), expected, wrapper.name + " (in place)");
+      }
   }
 }
 
 TEST_F(KernelGpuTest, MatmulSwiglu) {
-  const MatmulSize sizes[] = {{257, 250, true}, {100, 264, false}};
+  const MatmulSize sizes[] = {{257, 250, true}, {100, 264, false}, {77, 4096, true}};
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : sizes)
     for (DType t : kWeightTypes)
-      wrappers.push_back(matmulSwigluKernel(s.n, s.k, t, s.rms));
+      for (int split : splitsFor(s.k, t, 2))
+        wrappers.push_back(matmulSwigluKernel(s.n, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
   for (const MatmulSize &s : sizes) {
     std::vector<float> x = randomVector(rng, s.k);
     double scale = s.rms ? rmsScale(x, s.k) : 1.0;
-    for (DType t : kWeightTypes) {
-      const KernelWrapper &wrapper = wrappers[next++];
-      Weights w1 = randomWeights(rng, size_t(s.n) * s.k, t), w3 = randomWeights(rng, size_t(s.n) * s.k, t);
-      std::vector<double> a = referenceMatmul(x, w1.values, s.n, s.k, scale);
-      std::vector<double> b = referenceMatmul(x, w3.values, s.n, s.k, scale);
-      std::vector<double> expected(s.n);
-      for (int i = 0; i < s.n; ++i)
-        expected[i] = silu(a[i]) * b[i];
-      DeviceBuffer xBuffer(x), w1Buffer(w1.bytes), w3Buffer(w3.bytes), y(s.n * 4);
-      y.fill(kNaNBits);
-      kernels.run(wrapper, launch::matmulSwiglu(s.n), xBuffer.ptr, w1Buffer.ptr, w3Buffer.ptr, y.ptr);
-      expectClose(y.read<float>(), expected, wrapper.name);
-    }
+    for (DType t : kWeightTypes)
+      for (int split : splitsFor(s.k, t, 2)) {
+        const KernelWrapper &wrapper = wrappers[next++];
+        Weights w1 = randomWeights(rng, size_t(s.n) * s.k, t), w3 = randomWeights(rng, size_t(s.n) * s.k, t);
+        std::vector<double> a = referenceMatmul(x, w1.values, s.n, s.k, scale);
+        std::vector<double> b = referenceMatmul(x, w3.values, s.n, s.k, scale);
+        std::vector<double> expected(s.n);
+        for (int i = 0; i < s.n; ++i)
+          expected[i] = silu(a[i]) * b[i];
+        DeviceBuffer xBuffer(x), w1Buffer(w1.bytes), w3Buffer(w3.bytes), y(s.n * 4);
+        y.fill(kNaNBits);
+        kernels.run(wrapper, launch::matmulSwiglu(s.n, split), xBuffer.ptr, w1Buffer.ptr, w3Buffer.ptr, y.ptr);
+        expectClose(y.read<float>(), expected, wrapper.name);
+      }
   }
 }
 
@@ -502,27 +538,30 @@ TEST_F(KernelGpuTest, MatmulQkv) {
   std::vector<KernelWrapper> wrappers;
   for (const Size &s : sizes)
     for (DType t : kWeightTypes)
-      wrappers.push_back(matmulQkvKernel(s.nq, s.nk, s.nv, s.k, t, s.rms));
+      for (int split : splitsFor(s.k, t, 4))
+        wrappers.push_back(matmulQkvKernel(s.nq, s.nk, s.nv, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
   for (const Size &s : sizes) {
     std::vector<float> x = randomVector(rng, s.k);
     double scale = s.rms ? rmsScale(x, s.k) : 1.0;
-    for (DType t : kWeightTypes) {
-      const KernelWrapper &wrapper = wrappers[next++];
-      Weights wq = randomWeights(rng, size_t(s.nq) * s.k, t), wk = randomWeights(rng, size_t(s.nk) * s.k, t),
-              wv = randomWeights(rng, size_t(s.nv) * s.k, t);
-      std::vector<double> expected = referenceMatmul(x, wq.values, s.nq, s.k, scale);
-      for (double v : referenceMatmul(x, wk.values, s.nk, s.k, scale))
-        expected.push_back(v);
-      for (double v : referenceMatmul(x, wv.values, s.nv, s.k, scale))
-        expected.push_back(v);
-      int total = s.nq + s.nk + s.nv;
-      DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes), y(total * 4);
-      y.fill(kNaNBits);
-      kernels.run(wrapper, launch::matmulQkv(total), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr, wvBuffer.ptr, y.ptr);
-      expectClose(y.read<float>(), expected, wrapper.name);
-    }
+    for (DType t : kWeightTypes)
+      for (int split : splitsFor(s.k, t, 4)) {
+        const KernelWrapper &wrapper = wrappers[next++];
+        Weights wq = randomWeights(rng, size_t(s.nq) * s.k, t), wk = randomWeights(rng, size_t(s.nk) * s.k, t),
+                wv = randomWeights(rng, size_t(s.nv) * s.k, t);
+        std::vector<double> expected = referenceMatmul(x, wq.values, s.nq, s.k, scale);
+        for (double v : referenceMatmul(x, wk.values, s.nk, s.k, scale))
+          expected.push_back(v);
+        for (double v : referenceMatmul(x, wv.values, s.nv, s.k, scale))
+          expected.push_back(v);
+        int total = s.nq + s.nk + s.nv;
+        DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes), y(total * 4);
+        y.fill(kNaNBits);
+        kernels.run(wrapper, launch::matmulQkv(total, split), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr, wvBuffer.ptr,
+                    y.ptr);
+        expectClose(y.read<float>(), expected, wrapper.name);
+      }
   }
 }
 
@@ -530,49 +569,55 @@ TEST_F(KernelGpuTest, MatmulQkvRopeKv) {
   struct Size {
     int nq, nk, k, headSize, seqLen, pos;
     bool rms;
-    DType type;
+    DType type, kv; // weights, KV cache
   };
   const Size sizes[] = {
-      {96, 32, 250, 8, 7, 5, true, DType::f32},         {96, 32, 250, 8, 7, 0, true, DType::bf16},
-      {256, 128, 264, 64, 512, 511, false, DType::f16}, {256, 128, 264, 64, 512, 300, false, DType::f32},
-      {256, 128, 256, 128, 8192, 8191, true, DType::bf16}, {256, 128, 256, 128, 8192, 4000, true, DType::f32},
+      {96, 32, 250, 8, 7, 5, true, DType::f32, DType::f32},
+      {96, 32, 250, 8, 7, 0, true, DType::bf16, DType::bf16},
+      {256, 128, 264, 64, 512, 511, false, DType::f16, DType::f16},
+      {256, 128, 264, 64, 512, 300, false, DType::f32, DType::f32},
+      {256, 128, 256, 128, 8192, 8191, true, DType::bf16, DType::f32},
+      {256, 128, 256, 128, 8192, 4000, true, DType::f32, DType::f16},
   };
-  for (const Size &s : sizes) {
-    KernelWrapper wrapper = matmulQkvRopeKvKernel(s.nq, s.nk, s.k, s.headSize, s.type, s.rms);
-    Kernels kernels({wrapper});
-    std::vector<float> x = randomVector(rng, s.k);
-    double scale = s.rms ? rmsScale(x, s.k) : 1.0;
-    Weights wq = randomWeights(rng, size_t(s.nq) * s.k, s.type), wk = randomWeights(rng, size_t(s.nk) * s.k, s.type),
-            wv = randomWeights(rng, size_t(s.nk) * s.k, s.type);
-    std::vector<double> q = referenceMatmul(x, wq.values, s.nq, s.k, scale);
-    std::vector<double> k = referenceMatmul(x, wk.values, s.nk, s.k, scale);
-    std::vector<double> v = referenceMatmul(x, wv.values, s.nk, s.k, scale);
-    for (int i = 0; i < s.nq; i += 2)
-      referenceRope(i % s.headSize, s.headSize, s.pos, q[i], q[i + 1]);
-    for (int i = 0; i < s.nk; i += 2)
-      referenceRope(i % s.headSize, s.headSize, s.pos, k[i], k[i + 1]);
+  for (const Size &s : sizes)
+    for (int split : splitsFor(s.k, s.type, 2)) {
+      KernelWrapper wrapper =
+          codegen::matmulQkvRopeKvKernel(s.nq, s.nk, s.k, s.headSize, s.type, s.rms, kTestEps, kTestTheta, split, s.kv);
+      Kernels kernels({wrapper});
+      std::vector<float> x = randomVector(rng, s.k);
+      double scale = s.rms ? rmsScale(x, s.k) : 1.0;
+      Weights wq = randomWeights(rng, size_t(s.nq) * s.k, s.type), wk = randomWeights(rng, size_t(s.nk) * s.k, s.type),
+              wv = randomWeights(rng, size_t(s.nk) * s.k, s.type);
+      std::vector<double> q = referenceMatmul(x, wq.values, s.nq, s.k, scale);
+      std::vector<double> k = referenceMatmul(x, wk.values, s.nk, s.k, scale);
+      std::vector<double> v = referenceMatmul(x, wv.values, s.nk, s.k, scale);
+      for (int i = 0; i < s.nq; i += 2)
+        referenceRope(i % s.headSize, s.headSize, s.pos, q[i], q[i + 1]);
+      for (int i = 0; i < s.nk; i += 2)
+        referenceRope(i % s.headSize, s.headSize, s.pos, k[i], k[i + 1]);
 
-    // The caches hold earlier positions that must survive untouched.
-    std::vector<float> kInitial = randomVector(rng, size_t(s.seqLen) * s.nk);
-    std::vector<float> vInitial = randomVector(rng, size_t(s.seqLen) * s.nk);
-    DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes),
-        posBuffer(std::vector<int>{s.pos}), kcache(kInitial), vcache(vInitial), y(s.nq * 4);
-    y.fill(kNaNBits);
-    kernels.run(wrapper, launch::matmulQkvRopeKv(s.nq, s.nk), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr,
-                wvBuffer.ptr, posBuffer.ptr, kcache.ptr, vcache.ptr, y.ptr);
-    std::string what = wrapper.name + " at pos " + std::to_string(s.pos);
-    expectClose(y.read<float>(), q, what + " q");
+      // The caches hold earlier positions that must survive untouched.
+      Weights kInitial = encode(randomVector(rng, size_t(s.seqLen) * s.nk), s.kv);
+      Weights vInitial = encode(randomVector(rng, size_t(s.seqLen) * s.nk), s.kv);
+      DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes),
+          posBuffer(std::vector<int>{s.pos}), kcache(kInitial.bytes), vcache(vInitial.bytes), y(s.nq * 4);
+      y.fill(kNaNBits);
+      kernels.run(wrapper, launch::matmulQkvRopeKv(s.nq, s.nk, split), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr,
+                  wvBuffer.ptr, posBuffer.ptr, kcache.ptr, vcache.ptr, y.ptr);
+      std::string what = wrapper.name + " at pos " + std::to_string(s.pos);
+      expectClose(y.read<float>(), q, what + " q");
 
-    std::vector<float> kAfter = kcache.read<float>(), vAfter = vcache.read<float>();
-    size_t row = size_t(s.pos) * s.nk;
-    expectClose(std::vector<float>(kAfter.begin() + row, kAfter.begin() + row + s.nk), k, what + " k");
-    expectClose(std::vector<float>(vAfter.begin() + row, vAfter.begin() + row + s.nk), v, what + " v");
-    for (size_t i = 0; i < kAfter.size(); ++i)
-      if (i < row || i >= row + s.nk) {
-        ASSERT_EQ(kAfter[i], kInitial[i]) << what << ": kcache[" << i << "] changed";
-        ASSERT_EQ(vAfter[i], vInitial[i]) << what << ": vcache[" << i << "] changed";
-      }
-  }
+      std::vector<float> kAfter = decode(kcache.read<uint8_t>(), s.kv), vAfter = decode(vcache.read<uint8_t>(), s.kv);
+      size_t row = size_t(s.pos) * s.nk;
+      double tolerance = std::max(kTolerance, roundingError(s.kv));
+      expectClose(std::vector<float>(kAfter.begin() + row, kAfter.begin() + row + s.nk), k, what + " k", tolerance);
+      expectClose(std::vector<float>(vAfter.begin() + row, vAfter.begin() + row + s.nk), v, what + " v", tolerance);
+      for (size_t i = 0; i < kAfter.size(); ++i)
+        if (i < row || i >= row + s.nk) {
+          ASSERT_EQ(kAfter[i], kInitial.values[i]) << what << ": kcache[" << i << "] changed";
+          ASSERT_EQ(vAfter[i], vInitial.values[i]) << what << ": vcache[" << i << "] changed";
+        }
+    }
 }
 
 TEST_F(KernelGpuTest, MatmulArgmax) {
@@ -582,35 +627,37 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
     DType type;
   };
   const Size sizes[] = {{257, 250, true, DType::f32}, {32000, 64, false, DType::f16}, {4099, 264, true, DType::bf16}};
-  for (const Size &s : sizes) {
-    const unsigned partials = launch::matmulArgmaxPartials(s.n);
-    KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, s.rms), stage2 = argmaxKeysKernel(int(partials));
-    Kernels kernels({stage1, stage2});
-    std::vector<float> x = randomVector(rng, s.k);
-    // A planted best row (its signs follow x), and a copy of it further on:
-    // the copy ties exactly, and the lower index must win. Once with the two
-    // rows in different blocks, once in the same block.
-    for (int gap : {50, 1}) {
-      std::vector<float> values = randomVector(rng, size_t(s.n) * s.k);
-      int best = s.n / 3, copy = best + gap;
-      for (int i = 0; i < s.k; ++i) {
-        float magnitude = std::fabs(values[size_t(best) * s.k + i]);
-        values[size_t(best) * s.k + i] = std::copysign(magnitude, x[i]);
-        values[size_t(copy) * s.k + i] = values[size_t(best) * s.k + i];
-      }
-      Weights w = encode(values, s.type);
-      std::vector<double> logits = referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0);
-      int expected = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      ASSERT_EQ(expected, best) << "the planted row must win in the reference";
+  for (const Size &s : sizes)
+    for (int split : splitsFor(s.k, s.type, 4)) {
+      const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
+      KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, s.rms, split);
+      KernelWrapper stage2 = argmaxKeysKernel(int(partials));
+      Kernels kernels({stage1, stage2});
+      std::vector<float> x = randomVector(rng, s.k);
+      // A planted best row (its signs follow x), and a copy of it further on:
+      // the copy ties exactly, and the lower index must win. Once with the two
+      // rows in different blocks, once in the same block.
+      for (int gap : {50, 1}) {
+        std::vector<float> values = randomVector(rng, size_t(s.n) * s.k);
+        int best = s.n / 3, copy = best + gap;
+        for (int i = 0; i < s.k; ++i) {
+          float magnitude = std::fabs(values[size_t(best) * s.k + i]);
+          values[size_t(best) * s.k + i] = std::copysign(magnitude, x[i]);
+          values[size_t(copy) * s.k + i] = values[size_t(best) * s.k + i];
+        }
+        Weights w = encode(values, s.type);
+        std::vector<double> logits = referenceMatmul(x, w.values, s.n, s.k, s.rms ? rmsScale(x, s.k) : 1.0);
+        int expected = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        ASSERT_EQ(expected, best) << "the planted row must win in the reference";
 
-      DeviceBuffer xBuffer(x), wBuffer(w.bytes), keys(partials * 8), token(4);
-      keys.fill(kNaNBits);
-      token.fill(0xffffffffu);
-      kernels.run(stage1, launch::matmulArgmax(s.n), xBuffer.ptr, wBuffer.ptr, keys.ptr);
-      kernels.run(stage2, launch::argmaxKeys(), keys.ptr, token.ptr);
-      EXPECT_EQ(token.read<int>()[0], expected) << stage1.name << ", tie " << gap << " rows apart";
+        DeviceBuffer xBuffer(x), wBuffer(w.bytes), keys(partials * 8), token(4);
+        keys.fill(kNaNBits);
+        token.fill(0xffffffffu);
+        kernels.run(stage1, launch::matmulArgmax(s.n, split), xBuffer.ptr, wBuffer.ptr, keys.ptr);
+        kernels.run(stage2, launch::argmaxKeys(), keys.ptr, token.ptr);
+        EXPECT_EQ(token.read<int>()[0], expected) << stage1.name << ", tie " << gap << " rows apart";
+      }
     }
-  }
 }
 
 TEST_F(KernelGpuTest, Rope) {
@@ -642,33 +689,40 @@ TEST_F(KernelGpuTest, Rope) {
 
 TEST_F(KernelGpuTest, KvWrite) {
   const int nk = 250, seqLen = 7, pos = 5;
-  KernelWrapper wrapper = kvWriteKernel(nk);
-  Kernels kernels({wrapper});
-  std::vector<float> k = randomVector(rng, nk), v = randomVector(rng, nk);
-  std::vector<float> kInitial = randomVector(rng, size_t(seqLen) * nk), vInitial = randomVector(rng, size_t(seqLen) * nk);
-  DeviceBuffer kBuffer(k), vBuffer(v), posBuffer(std::vector<int>{pos}), kcache(kInitial), vcache(vInitial);
-  kernels.run(wrapper, launch::kvWrite(nk), kBuffer.ptr, vBuffer.ptr, posBuffer.ptr, kcache.ptr, vcache.ptr);
-  std::vector<float> kExpected = kInitial, vExpected = vInitial;
-  std::copy(k.begin(), k.end(), kExpected.begin() + pos * nk);
-  std::copy(v.begin(), v.end(), vExpected.begin() + pos * nk);
-  EXPECT_EQ(kcache.read<float>(), kExpected);
-  EXPECT_EQ(vcache.read<float>(), vExpected);
+  for (DType kv : kWeightTypes) {
+    KernelWrapper wrapper = kvWriteKernel(nk, kv);
+    Kernels kernels({wrapper});
+    std::vector<float> k = randomVector(rng, nk), v = randomVector(rng, nk);
+    Weights kInitial = encode(randomVector(rng, size_t(seqLen) * nk), kv);
+    Weights vInitial = encode(randomVector(rng, size_t(seqLen) * nk), kv);
+    DeviceBuffer kBuffer(k), vBuffer(v), posBuffer(std::vector<int>{pos}), kcache(kInitial.bytes),
+        vcache(vInitial.bytes);
+    kernels.run(wrapper, launch::kvWrite(nk), kBuffer.ptr, vBuffer.ptr, posBuffer.ptr, kcache.ptr, vcache.ptr);
+    // Stored exactly as the CPU executor rounds them (runtime/Half.h).
+    std::vector<float> kExpected = kInitial.values, vExpected = vInitial.values;
+    std::vector<float> kRounded = encode(k, kv).values, vRounded = encode(v, kv).values;
+    std::copy(kRounded.begin(), kRounded.end(), kExpected.begin() + pos * nk);
+    std::copy(vRounded.begin(), vRounded.end(), vExpected.begin() + pos * nk);
+    EXPECT_EQ(decode(kcache.read<uint8_t>(), kv), kExpected) << wrapper.name;
+    EXPECT_EQ(decode(vcache.read<uint8_t>(), kv), vExpected) << wrapper.name;
+  }
 }
 
 TEST_F(KernelGpuTest, Attention) {
   struct Size {
     int heads, kvHeads, headSize, seqLen, pos;
+    DType kv = DType::f32;
   };
   const Size sizes[] = {
       {4, 2, 8, 7, 6},     {6, 6, 16, 1, 0},       {8, 2, 64, 512, 300},
       {2, 2, 6, 7, 3},     {4, 1, 128, 8192, 8191}, {4, 4, 128, 8192, 255},
       {4, 2, 64, 512, 256}, // the first position of a second chunk
+      {8, 2, 64, 1024, 700, DType::f16}, {2, 2, 6, 7, 3, DType::f16}, {4, 1, 128, 2048, 1500, DType::bf16},
   };
   for (const Size &s : sizes) {
-    KernelWrapper single = attentionKernel(s.heads, s.kvHeads, s.headSize, s.seqLen);
-    KernelWrapper split = attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen);
-    KernelWrapper combine = attentionCombineKernel(s.heads, s.headSize, s.seqLen);
-    Kernels kernels({single, split, combine});
+    KernelWrapper single = attentionKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
+    KernelWrapper split = attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
+    Kernels kernels({single, split});
 
     const int kvDim = s.kvHeads * s.headSize, qDim = s.heads * s.headSize;
     std::vector<float> q = randomVector(rng, qDim);
@@ -677,6 +731,10 @@ TEST_F(KernelGpuTest, Attention) {
     std::vector<float> vcache = randomVector(rng, size_t(s.seqLen) * kvDim);
     for (size_t i = size_t(s.pos + 1) * kvDim; i < kcache.size(); ++i)
       kcache[i] = vcache[i] = std::numeric_limits<float>::quiet_NaN();
+    // The reference reads exactly the values the cache dtype holds.
+    Weights kStored = encode(kcache, s.kv), vStored = encode(vcache, s.kv);
+    kcache = kStored.values;
+    vcache = vStored.values;
 
     std::vector<double> expected(qDim);
     for (int h = 0; h < s.heads; ++h) {
@@ -699,20 +757,38 @@ TEST_F(KernelGpuTest, Attention) {
       }
     }
 
-    DeviceBuffer qBuffer(q), posBuffer(std::vector<int>{s.pos}), kBuffer(kcache), vBuffer(vcache), out(qDim * 4),
+    DeviceBuffer qBuffer(q), posBuffer(std::vector<int>{s.pos}), kBuffer(kStored.bytes), vBuffer(vStored.bytes),
+        out(qDim * 4),
         partials(launch::attentionPartialFloats(s.heads, s.headSize, s.seqLen) * 4);
     std::string what = single.name + " at pos " + std::to_string(s.pos);
     out.fill(kNaNBits);
     kernels.run(single, launch::attention(s.heads), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr, vBuffer.ptr, out.ptr);
     expectClose(out.read<float>(), expected, what);
 
-    out.fill(kNaNBits);
-    partials.fill(kNaNBits); // chunks past pos stay NaN and must not be read
-    kernels.run(split, launch::attentionSplit(s.heads, s.seqLen), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr,
-                vBuffer.ptr, partials.ptr);
-    kernels.run(combine, launch::attentionCombine(s.heads), partials.ptr, posBuffer.ptr, out.ptr);
-    expectClose(out.read<float>(), expected, what + " (split + combine)");
+    // Twice: the last block of each head merges the chunks and must leave its
+    // counter at zero for the next launch.
+    DeviceBuffer counters(std::vector<unsigned>(launch::attentionCounters(s.heads), 0u));
+    for (int launchIndex = 0; launchIndex < 2; ++launchIndex) {
+      out.fill(kNaNBits);
+      partials.fill(kNaNBits); // chunks past pos stay NaN and must not be read
+      kernels.run(split, launch::attentionSplit(s.heads, s.seqLen), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr,
+                  vBuffer.ptr, partials.ptr, counters.ptr, out.ptr);
+      expectClose(out.read<float>(), expected, what + " (split, launch " + std::to_string(launchIndex + 1) + ")");
+      EXPECT_EQ(counters.read<unsigned>(), std::vector<unsigned>(launch::attentionCounters(s.heads), 0u)) << what;
+    }
   }
+}
+
+TEST_F(KernelGpuTest, AdvanceGreedy) {
+  KernelWrapper wrapper = advanceGreedyKernel();
+  Kernels kernels({wrapper});
+  // history[0] is the chain's first position (5); pos 7 is its third step.
+  DeviceBuffer produced(std::vector<int>{42}), token(std::vector<int>{3}), pos(std::vector<int>{7}),
+      history(std::vector<int>{5, -1, -1, -1, -1});
+  kernels.run(wrapper, launch::advance(), produced.ptr, token.ptr, pos.ptr, history.ptr);
+  EXPECT_EQ(token.read<int>()[0], 42);
+  EXPECT_EQ(pos.read<int>()[0], 8);
+  EXPECT_EQ(history.read<int>(), (std::vector<int>{5, -1, -1, 42, -1}));
 }
 
 TEST_F(KernelGpuTest, Elementwise) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "codegen/KernelWrappers.h"
+#include "codegen/kernels/gemv.cuh"
 
 namespace llamac::test {
 
@@ -17,10 +18,10 @@ constexpr float kTestTheta = 10000.0f;
 
 using codegen::argmaxKernel;
 using codegen::argmaxKeysKernel;
-using codegen::attentionCombineKernel;
 using codegen::attentionKernel;
 using codegen::attentionSplitKernel;
 using codegen::addKernel;
+using codegen::advanceGreedyKernel;
 using codegen::cudaTypeName;
 using codegen::embeddingKernel;
 using codegen::KernelWrapper;
@@ -32,23 +33,26 @@ using codegen::sliceKernel;
 
 inline KernelWrapper rmsnormKernel(int d, ir::DType gain) { return codegen::rmsnormKernel(d, gain, kTestEps); }
 inline KernelWrapper rmsNormalizeKernel(int d) { return codegen::rmsNormalizeKernel(d, kTestEps); }
-inline KernelWrapper matmulKernel(int n, int k, ir::DType w, bool rms) {
-  return codegen::matmulKernel(n, k, w, rms, kTestEps);
+/// The warps per row the code generator picks (launch::gemvSplit).
+inline int defaultSplit(int k, ir::DType w) { return int(launch::gemvSplit(unsigned(k), ir::byteSize(w))); }
+
+inline KernelWrapper matmulKernel(int n, int k, ir::DType w, bool rms, int split) {
+  return codegen::matmulKernel(n, k, w, rms, kTestEps, split);
 }
-inline KernelWrapper matmulAddKernel(int n, int k, ir::DType w, bool rms) {
-  return codegen::matmulAddKernel(n, k, w, rms, kTestEps);
+inline KernelWrapper matmulAddKernel(int n, int k, ir::DType w, bool rms, int split) {
+  return codegen::matmulAddKernel(n, k, w, rms, kTestEps, split);
 }
-inline KernelWrapper matmulSwigluKernel(int n, int k, ir::DType w, bool rms) {
-  return codegen::matmulSwigluKernel(n, k, w, rms, kTestEps);
+inline KernelWrapper matmulSwigluKernel(int n, int k, ir::DType w, bool rms, int split) {
+  return codegen::matmulSwigluKernel(n, k, w, rms, kTestEps, split);
 }
-inline KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType w, bool rms) {
-  return codegen::matmulQkvKernel(nq, nk, nv, k, w, rms, kTestEps);
+inline KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType w, bool rms, int split) {
+  return codegen::matmulQkvKernel(nq, nk, nv, k, w, rms, kTestEps, split);
 }
-inline KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType w, bool rms) {
-  return codegen::matmulQkvRopeKvKernel(nq, nk, k, headSize, w, rms, kTestEps, kTestTheta);
+inline KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType w, bool rms, int split) {
+  return codegen::matmulQkvRopeKvKernel(nq, nk, k, headSize, w, rms, kTestEps, kTestTheta, split);
 }
-inline KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType w, bool rms) {
-  return codegen::matmulArgmaxKernel(n, k, w, rms, kTestEps);
+inline KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType w, bool rms, int split) {
+  return codegen::matmulArgmaxKernel(n, k, w, rms, kTestEps, split);
 }
 inline KernelWrapper ropeKernel(int n, int headSize) { return codegen::ropeKernel(n, headSize, kTestTheta); }
 
