@@ -9,7 +9,10 @@
 #   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU
 #   recompile  a plan with only sm_80 cubins runs by recompiling with NVRTC
 #   sanitizer  compute-sanitizer memcheck and racecheck on stories260K
-#   bench      decode tok/s against the bandwidth floor (stories110M f32, ...)
+#   bench      decode tok/s against the bandwidth floor (BENCH_PLANS, e.g.
+#              "stories110M:f32 llama-3.2-1b:bf16"; BENCH_TOKENS; BENCH_VARIANTS)
+#   profile    per-kernel times from Nsight Compute (ncu) for 2 greedy steps of
+#              each PROFILE_PLANS entry (shape:dtype), as CSV
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -91,19 +94,36 @@ if has sanitizer; then
 fi
 
 if has bench; then
-  for shape in ${BENCH_SHAPES:-stories110M}; do
+  # BENCH_PLANS: shape:dtype entries. BENCH_VARIANTS: extra runs of each with
+  # one feature off: nopdl (LLAMAC_NO_PDL=1), nochain (LLAMAC_CHAIN=1).
+  for entry in ${BENCH_PLANS:-stories110M:f32}; do
+    shape=${entry%%:*}; dtype=${entry##*:}
     [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
-    for dtype in ${BENCH_DTYPES:-f32}; do
-      llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err" || { record "bench_${shape}_$dtype" fail "compile failed"; continue; }
-      for tokens in ${BENCH_TOKENS:-128}; do
-        llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_${dtype}_$tokens.json" 2>>"$OUT/llamarun.err"
-        record "bench_${shape}_${dtype}_$tokens" info "$(cat "$OUT/bench_${shape}_${dtype}_$tokens.json")"
-        if [ -n "${BENCH_NO_PDL:-}" ]; then
-          LLAMAC_NO_PDL=1 llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/bench_${shape}_${dtype}_${tokens}_nopdl.json" 2>>"$OUT/llamarun.err"
-          record "bench_${shape}_${dtype}_${tokens}_nopdl" info "$(cat "$OUT/bench_${shape}_${dtype}_${tokens}_nopdl.json")"
-        fi
+    [ -f "$W/$shape.$dtype.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err" \
+      || { record "bench_${shape}_$dtype" fail "compile failed"; continue; }
+    for tokens in ${BENCH_TOKENS:-128}; do
+      for variant in default ${BENCH_VARIANTS:-}; do
+        case $variant in
+          nopdl) env=LLAMAC_NO_PDL=1 ;;
+          nochain) env=LLAMAC_CHAIN=1 ;;
+          *) env=LLAMAC_BENCH=1 ;;
+        esac
+        name="bench_${shape}_${dtype}_${tokens}"; [ $variant = default ] || name="${name}_$variant"
+        env $env llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/$name.json" 2>>"$OUT/llamarun.err"
+        record "$name" info "$(cat "$OUT/$name.json")"
       done
     done
+  done
+fi
+
+if has profile; then
+  for entry in ${PROFILE_PLANS:-stories110M:f32}; do
+    shape=${entry%%:*}; dtype=${entry##*:}
+    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    [ -f "$W/$shape.$dtype.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err"
+    ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+      llamarun "$W/$shape.$dtype.pb" --device cuda --steps 2 --prompt-tokens 1 --quiet > "$OUT/profile_${shape}_$dtype.csv" 2>"$OUT/profile_${shape}_$dtype.err"
+    record "profile_${shape}_$dtype" info "$(grep -c gpu__time_duration "$OUT/profile_${shape}_$dtype.csv") kernels profiled"
   done
 fi
 
