@@ -93,7 +93,8 @@ set(LLAMAC_KERNEL_FILES
   add.cuh
   slice.cuh
   argmax.cuh
-  matmul_argmax.cuh)
+  matmul_argmax.cuh
+  argmax_shard.cuh)
 list(TRANSFORM LLAMAC_KERNEL_FILES PREPEND ${LLAMAC_KERNEL_DIR}/ OUTPUT_VARIABLE llamac_kernel_paths)
 
 set(llamac_kernel_generated ${PROJECT_BINARY_DIR}/codegen)

@@ -43,6 +43,8 @@ KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DTy
                                     float eps, float theta);
 KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps);
 KernelWrapper argmaxKeysKernel(int partialKeys);
+/// Tensor parallelism: one rank's classifier key, with a global row index.
+KernelWrapper argmaxShardKeyKernel(int partialKeys, int rows);
 KernelWrapper ropeKernel(int n, int headSize, float theta);
 KernelWrapper kvWriteKernel(int nk);
 KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen);
