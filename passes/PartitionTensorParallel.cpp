@@ -265,12 +265,12 @@ public:
     if (ranks_ < 1) return error("tensor parallelism needs at least one rank");
     if (m.tensorParallel() != 0)
       return error(llvm::formatv("module @{0} is already partitioned for {1} ranks", m.name(), m.tensorParallel()));
-    KvCacheSpec &kv = m.kvCache();
-    if (kv.kvDim % ranks_ != 0)
-      return error(llvm::formatv("cannot split the KV cache's kv_dim {0} over {1} ranks", kv.kvDim, ranks_));
     Partitioner partitioner(m, ranks_);
     for (const auto &f : m.functions())
       if (auto e = partitioner.checkHeads(*f)) return e;
+    KvCacheSpec &kv = m.kvCache();
+    if (kv.kvDim % ranks_ != 0)
+      return error(llvm::formatv("cannot split the KV cache's kv_dim {0} over {1} ranks", kv.kvDim, ranks_));
     for (const auto &f : m.functions())
       if (auto e = partitioner.run(*f)) return e;
     kv.kvDim /= ranks_;
