@@ -27,7 +27,7 @@ public:
 private:
   llvm::Error partition(Function &f, Op *op);
   llvm::Error splitByInput(Function &f, Op *op);
-  llvm::Expected<Weight *> shard(Value *w, bool byRows, const Op &user);
+  llvm::Expected<Weight *> shard(Value *w, bool byRows, llvm::StringRef role);
   /// `v` on every rank: the all-gather of a Split value (made once, right
   /// after its definition), or `v` itself.
   llvm::Expected<Value *> replicated(Function &f, Value *v);
@@ -66,23 +66,33 @@ llvm::Error Partitioner::checkHeads(const Function &f) const {
   return llvm::Error::success();
 }
 
-llvm::Expected<Weight *> Partitioner::shard(Value *v, bool byRows, const Op &user) {
+/// What the rows of a row-split matmul's weights are, for messages.
+llvm::StringRef rowRole(const Function &f, const Op &op) {
+  switch (op.kind()) {
+  case OpKind::MatMulSwiglu: return "FFN hidden units";
+  case OpKind::MatMulArgMax: return "vocabulary entries";
+  case OpKind::MatMulQkv:
+  case OpKind::MatMulQkvRopeKv: return "attention rows";
+  default: break;
+  }
+  if (f.isReturned(op.result())) return "vocabulary entries";
+  for (const Op *user : f.users(op.result())) {
+    if (user->kind() == OpKind::ArgMax) return "vocabulary entries";
+    if (user->kind() == OpKind::SiluMul) return "FFN hidden units";
+  }
+  return "rows";
+}
+
+llvm::Expected<Weight *> Partitioner::shard(Value *v, bool byRows, llvm::StringRef role) {
   auto *w = llvm::cast<Weight>(v);
   Weight *&slot = shards_[{w, unsigned(byRows)}];
   if (slot) return slot;
   const TensorType &type = w->type();
   unsigned axis = byRows ? 0 : 1;
-  if (type.rank() != 2 || type.shape[axis] % ranks_ != 0) {
-    const char *role = !byRows                                     ? "input features"
-                       : user.kind() == OpKind::MatMulSwiglu       ? "FFN hidden units"
-                       : user.kind() == OpKind::MatMulArgMax       ? "vocabulary entries"
-                       : user.kind() == OpKind::MatMulQkvRopeKv ||
-                               user.kind() == OpKind::MatMulQkv    ? "attention rows"
-                                                                   : "rows";
+  if (type.rank() != 2 || type.shape[axis] % ranks_ != 0)
     return error(llvm::formatv("cannot split @{0} ({1}) by {2} over {3} ranks: its {4} {5} are not a multiple of {3} "
                                "(uneven shards are not supported)",
                                w->name(), type.str(), byRows ? "rows" : "columns", ranks_, type.shape[axis], role));
-  }
   Shape shape = type.shape;
   shape[axis] /= ranks_;
   slot = m_.addWeight(std::make_unique<Weight>(m_.uniqueWeightName(w->name() + (byRows ? ".rows" : ".cols")),
@@ -108,7 +118,7 @@ llvm::Expected<Value *> Partitioner::replicated(Function &f, Value *v) {
 llvm::Error Partitioner::splitByInput(Function &f, Op *op) {
   if (op->hasAttr(AttrKey::rms_eps))
     return error(op->mnemonic() + ": cannot normalize a split vector (its RMS needs every rank's block)");
-  auto w = shard(op->operand(1), /*byRows=*/false, *op);
+  auto w = shard(op->operand(1), /*byRows=*/false, "input features");
   if (!w) return w.takeError();
   if (op->kind() == OpKind::MatMul) {
     op->setOperand(1, *w);
@@ -170,7 +180,7 @@ llvm::Error Partitioner::partition(Function &f, Op *op) {
       return error(op->mnemonic() + ": cannot partition a split input");
     for (unsigned i = 1; i < op->operands().size(); ++i) {
       if (!op->operand(i)->isWeight()) continue;
-      auto w = shard(op->operand(i), /*byRows=*/true, *op);
+      auto w = shard(op->operand(i), /*byRows=*/true, rowRole(f, *op));
       if (!w) return w.takeError();
       op->setOperand(i, *w);
     }
