@@ -670,6 +670,9 @@ llvm::Error checkRankWeightsTable(llvm::StringRef path, const WeightsFile &rank0
   std::string what = "weights file '" + rank.file_name() + "'";
   if (rank.file_name() == rank0.file_name())
     return fileError(path, what + " is listed for two ranks");
+  if (rank.bytes() != rank0.bytes())
+    return fileError(path, what + " is " + llvm::Twine(rank.bytes()) + " bytes, rank 0's '" + rank0.file_name() +
+                               "' " + llvm::Twine(rank0.bytes()) + "; every rank's sidecar has the same size");
   if (rank.tensors_size() != rank0.tensors_size() || rank.alignment() != rank0.alignment())
     return fileError(path, what + " has " + llvm::Twine(rank.tensors_size()) + " tensors, rank 0's '" +
                                rank0.file_name() + "' " + llvm::Twine(rank0.tensors_size()) +
