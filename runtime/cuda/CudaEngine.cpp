@@ -352,7 +352,8 @@ llvm::Error CudaEngine::launchAll(const Program &program) {
     const Launch &l = program.launches[i];
     if (l.collective) {
       std::string what = llvm::formatv("{0} (launch {1})", l.name, i).str();
-      if (auto e = rank_.collective(*l.collective, arena_, stream_)) return error(what + ": " + llvm::toString(std::move(e)));
+      if (auto e = rank_.collective(*l.collective, arena_, stream_))
+        return error(what + ": " + llvm::toString(std::move(e)));
       if (syncEachLaunch_)
         if (auto e = cu.check(cu.streamSynchronize(stream_), what + " (synchronized)")) return e;
       afterCollective = true;
@@ -483,10 +484,6 @@ llvm::Expected<std::unique_ptr<Engine>> createCudaEngine(const LoadedPlan &plan,
   if (auto e = engine->init(plan, log)) return e;
   return std::unique_ptr<Engine>(std::move(engine));
 }
-
-} // namespace llamac::runtime::cuda
-
-namespace llamac::runtime::cuda {
 
 llvm::Expected<std::unique_ptr<Engine>> createCudaRankEngine(const LoadedPlan &plan, const PlanProgram &program,
                                                              CudaRank rank, llvm::raw_ostream *log) {

@@ -202,6 +202,7 @@ private:
   unsigned ranks_;
   std::vector<ncclComm_t> comms_;
   std::unique_ptr<RankThreads> threads_;
+  std::unique_ptr<SetupBarrier> barrier_; // each rank's first collective waits here
   std::vector<std::unique_ptr<Engine>> engines_;
   std::string name0_;
 };
@@ -241,17 +242,17 @@ llvm::Error TensorParallelEngine::init(const LoadedPlan &plan, const PlanProgram
 
   threads_ = std::make_unique<RankThreads>(ranks_);
   engines_.resize(ranks_);
-  SetupBarrier barrier(ranks_);
+  barrier_ = std::make_unique<SetupBarrier>(ranks_);
   auto setUp = [&](unsigned r) -> llvm::Error {
     CudaRank rank;
     rank.device = devices[r];
     rank.rank = r;
     bool first = true;
-    rank.collective = [this, r, &barrier, first](const plan::Function::Launch::Collective &c, CUdeviceptr arena,
-                                                 CUstream stream) mutable -> llvm::Error {
+    rank.collective = [this, r, first](const plan::Function::Launch::Collective &c, CUdeviceptr arena,
+                                       CUstream stream) mutable -> llvm::Error {
       if (first) {
         first = false;
-        if (auto e = barrier.arrive(r, true)) return e;
+        if (auto e = barrier_->arrive(r, true)) return e;
       }
       void *send = reinterpret_cast<void *>(arena + c.send_offset());
       void *recv = reinterpret_cast<void *>(arena + c.recv_offset());
@@ -267,7 +268,7 @@ llvm::Error TensorParallelEngine::init(const LoadedPlan &plan, const PlanProgram
     };
     auto engine = createCudaRankEngine(plan, program, std::move(rank), r == 0 ? log : nullptr);
     if (!engine) {
-      llvm::consumeError(barrier.arrive(r, false));
+      llvm::consumeError(barrier_->arrive(r, false));
       return engine.takeError();
     }
     engines_[r] = std::move(*engine);
