@@ -4,6 +4,7 @@
 #include "codegen/kernels/attention.cuh"
 #include "codegen/kernels/matmul_argmax.cuh"
 #include "codegen/kernels/argmax.cuh"
+#include "codegen/kernels/argmax_shard.cuh"
 #include "codegen/kernels/embedding.cuh"
 #include "codegen/kernels/gemv.cuh"
 #include "codegen/kernels/rmsnorm.cuh"
@@ -32,6 +33,7 @@ namespace llamac::codegen {
 
 using namespace ir;
 using Arg = plan::Function::Launch::Arg;
+using Collective = plan::Function::Launch::Collective;
 
 namespace {
 
@@ -72,6 +74,8 @@ private:
   llvm::Error emitOp(const Op &op, const ValueNumbering &names);
   /// Adds a launch of `kernel` with `shape` and `args` to the current function.
   void launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg> args, const std::string &opText);
+  /// Adds a collective over the ranks (tensor parallelism) between arena offsets.
+  void collective(Collective::Kind kind, uint64_t send, uint64_t recv, uint64_t bytes);
 
   Arg arena(const Value *v) const {
     Arg a;
@@ -137,6 +141,14 @@ void Emitter::launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg>
   l->set_block_z(1);
   l->set_shared_bytes(shape.dynamicSharedBytes);
   for (Arg &a : args) *l->add_args() = std::move(a);
+}
+
+void Emitter::collective(Collective::Kind kind, uint64_t send, uint64_t recv, uint64_t bytes) {
+  Collective *c = function_->add_launches()->mutable_collective();
+  c->set_kind(kind);
+  c->set_send_offset(send);
+  c->set_recv_offset(recv);
+  c->set_bytes(bytes);
 }
 
 llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
@@ -238,6 +250,31 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   case OpKind::ArgMax:
     launch(argmaxKernel(dim(0)), launch::argmax(), {arena(x(0)), arena(y)}, text);
     break;
+  // Tensor parallelism (passes/PartitionTensorParallel.h): collectives are
+  // NCCL calls on the step's stream, made by the runtime, not kernels.
+  case OpKind::AllReduce:
+    collective(Collective::ALL_REDUCE_SUM, x(0)->arenaOffset(), y->arenaOffset(), y->type().byteSize());
+    break;
+  case OpKind::AllGather:
+    collective(Collective::ALL_GATHER, x(0)->arenaOffset(), y->arenaOffset(), x(0)->type().byteSize());
+    break;
+  case OpKind::MatMulArgMaxShard: {
+    int n = dim(1, 0);
+    unsigned partials = launch::matmulArgmaxPartials(n, split());
+    needScratch(uint64_t(partials) * 8);
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, split()), launch::matmulArgmax(n, split()),
+           {arena(x(0)), weight(x(1)), scratch()}, text);
+    launch(argmaxShardKeyKernel(int(partials), n), launch::argmaxShardKey(), {scratch(), step(Arg::RANK), arena(y)},
+           text);
+    break;
+  }
+  case OpKind::ArgMaxReduce: {
+    int ranks = int(op.intAttr(AttrKey::ranks));
+    needScratch(uint64_t(ranks) * 8);
+    collective(Collective::ALL_GATHER, x(0)->arenaOffset(), scratchOffset_, 8);
+    launch(argmaxKeysKernel(ranks), launch::argmaxKeys(), {scratch(), arena(y)}, text);
+    break;
+  }
   }
   return llvm::Error::success();
 }
@@ -370,7 +407,11 @@ void printCuda(const Module &m, const plan::Plan &plan, llvm::raw_ostream &os) {
   for (const auto &f : plan.functions()) {
     os << "\n// ---- @" << f.name() << ": " << f.launches_size() << " launches\n";
     for (const auto &l : f.launches())
-      os << llvm::formatv("//   {0} <<<({1},{2}), {3}>>>\n", plan.kernels(l.kernel()).name(), l.grid_x(), l.grid_y(),
+      if (l.has_collective() && l.collective().kind() != Collective::NONE)
+        os << llvm::formatv("//   nccl {0} ({1} bytes per rank)\n", Collective::Kind_Name(l.collective().kind()),
+                            l.collective().bytes());
+      else
+        os << llvm::formatv("//   {0} <<<({1},{2}), {3}>>>\n", plan.kernels(l.kernel()).name(), l.grid_x(), l.grid_y(),
                           l.block_x());
   }
 }

@@ -94,7 +94,8 @@ set(LLAMAC_KERNEL_FILES
   slice.cuh
   argmax.cuh
   matmul_argmax.cuh
-  advance.cuh)
+  advance.cuh
+  argmax_shard.cuh)
 list(TRANSFORM LLAMAC_KERNEL_FILES PREPEND ${LLAMAC_KERNEL_DIR}/ OUTPUT_VARIABLE llamac_kernel_paths)
 
 set(llamac_kernel_generated ${PROJECT_BINARY_DIR}/codegen)

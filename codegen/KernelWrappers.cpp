@@ -4,6 +4,7 @@
 
 #include "codegen/KernelSources.h"
 #include "codegen/kernels/argmax.cuh"
+#include "codegen/kernels/argmax_shard.cuh"
 #include "codegen/kernels/attention.cuh"
 #include "codegen/kernels/gemv.cuh"
 #include "codegen/kernels/rmsnorm.cuh"
@@ -170,6 +171,12 @@ KernelWrapper argmaxKeysKernel(int partialKeys) {
   return make("matmul_argmax.cuh", llvm::formatv("argmax_keys_p{0}", partialKeys),
               launch::kArgmaxThreads, "const unsigned long long* keys, int* token",
               llvm::formatv("llamac::argmax_keys<{0}>(keys, token)", partialKeys));
+}
+
+KernelWrapper argmaxShardKeyKernel(int partialKeys, int rows) {
+  return make("argmax_shard.cuh", llvm::formatv("argmax_shard_key_p{0}_r{1}", partialKeys, rows),
+              launch::kArgmaxThreads, "const unsigned long long* keys, int rank, unsigned long long* key",
+              llvm::formatv("llamac::argmax_shard_key<{0}, {1}>(keys, rank, key)", partialKeys, rows));
 }
 
 KernelWrapper ropeKernel(int n, int headSize, float theta) {

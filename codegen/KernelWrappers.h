@@ -46,6 +46,8 @@ KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DTy
                                     float eps, float theta, int split, ir::DType kv = ir::DType::f32);
 KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
 KernelWrapper argmaxKeysKernel(int partialKeys);
+/// Tensor parallelism: one rank's classifier key, with a global row index.
+KernelWrapper argmaxShardKeyKernel(int partialKeys, int rows);
 KernelWrapper ropeKernel(int n, int headSize, float theta);
 // `kv`: the KV cache dtype (f32, f16 or bf16).
 KernelWrapper kvWriteKernel(int nk, ir::DType kv = ir::DType::f32);

@@ -10,6 +10,11 @@ using namespace ir;
 
 llvm::Error streamWeights(Module &m, llvm::StringRef source, llvm::StringRef sourceName, runtime::WeightsWriter &out,
                           llvm::raw_ostream *progress) {
+  return streamWeights(m, source, sourceName, llvm::MutableArrayRef<runtime::WeightsWriter>(out), progress);
+}
+
+llvm::Error streamWeights(Module &m, llvm::StringRef source, llvm::StringRef sourceName,
+                          llvm::MutableArrayRef<runtime::WeightsWriter> ranks, llvm::raw_ostream *progress) {
   m.removeUnusedWeights();
   if (auto e = runtime::checkWeightsFit(m, source.size(), sourceName)) return e;
   // Only weights that functions read go to the sidecar; the ones they are
@@ -23,21 +28,24 @@ llvm::Error streamWeights(Module &m, llvm::StringRef source, llvm::StringRef sou
         read |= llvm::is_contained(op->operands(), w.get());
     if (!read) continue;
     used.push_back(w.get());
-    total += w->type().byteSize();
+    total += w->type().byteSize() * ranks.size();
   }
   bool report = progress && total >= (256u << 20);
   uint64_t written = 0, nextReport = total / 10;
   std::vector<char> bytes;
   std::vector<std::pair<Weight *, uint64_t>> offsets;
   for (Weight *w : used) {
-    if (auto e = runtime::materializeWeight(*w, source, bytes)) return e;
-    auto offset = out.append(w->name(), toString(w->type().dtype), w->type().shape, bytes);
-    if (!offset) return offset.takeError();
-    offsets.emplace_back(w, *offset);
-    written += bytes.size();
-    if (report && written >= nextReport) {
-      *progress << llvm::format("llamac: weights %6.0f / %.0f MB\n", written / 1e6, total / 1e6);
-      nextReport += total / 10;
+    for (unsigned rank = 0; rank < ranks.size(); ++rank) {
+      if (auto e = runtime::materializeWeight(*w, source, bytes, rank)) return e;
+      auto offset = ranks[rank].append(w->name(), toString(w->type().dtype), w->type().shape, bytes);
+      if (!offset) return offset.takeError();
+      if (rank == 0) offsets.emplace_back(w, *offset);
+      else assert(*offset == offsets.back().second && "every rank's sidecar has the same layout");
+      written += bytes.size();
+      if (report && written >= nextReport) {
+        *progress << llvm::format("llamac: weights %6.0f / %.0f MB\n", written / 1e6, total / 1e6);
+        nextReport += total / 10;
+      }
     }
   }
   // Re-point only after every weight was computed: a derived weight reads its

@@ -23,6 +23,13 @@ namespace llamac::codegen {
 llvm::Error streamWeights(ir::Module &m, llvm::StringRef source, llvm::StringRef sourceName,
                           runtime::WeightsWriter &out, llvm::raw_ostream *progress);
 
+/// The same for a tensor parallel module: `ranks[r]` receives rank r's
+/// weights (its shards, and a copy of every replicated weight). Each rank's
+/// sidecar gets the same tensors at the same offsets, so the one module
+/// points into every rank's sidecar.
+llvm::Error streamWeights(ir::Module &m, llvm::StringRef source, llvm::StringRef sourceName,
+                          llvm::MutableArrayRef<runtime::WeightsWriter> ranks, llvm::raw_ostream *progress);
+
 /// The memory section of the plan: one buffer per value of every function,
 /// with its live range, and the totals.
 void describeMemory(const ir::Module &m, uint64_t unplannedBytes, plan::MemoryPlan &out);

@@ -23,6 +23,8 @@ llvm::StringRef toString(WeightExpr expr) {
   case WeightExpr::File: return "file";
   case WeightExpr::ScaleColumns: return "scale_columns";
   case WeightExpr::Convert: return "convert";
+  case WeightExpr::ShardRows: return "shard_rows";
+  case WeightExpr::ShardColumns: return "shard_cols";
   }
   return "?";
 }

@@ -74,6 +74,11 @@ enum class WeightExpr : uint8_t {
   File,         // bytes at `fileOffset` in the weights file
   ScaleColumns, // W'[n][k] = W[n][k] * g[k]            operands (W, g)
   Convert,      // W converted to this weight's dtype   operands (W)
+  // Tensor parallelism: this rank's block of W, of a module partitioned for
+  // N ranks. Rank r of N holds rows [r * R, (r + 1) * R) (R = rows(W) / N),
+  // or likewise columns; the shard's type is its shape on one rank.
+  ShardRows,    // W[r * R : (r + 1) * R][:]           operands (W)
+  ShardColumns, // W[:][r * C : (r + 1) * C]           operands (W)
 };
 llvm::StringRef toString(WeightExpr expr);
 
@@ -220,6 +225,12 @@ public:
   Function *function(llvm::StringRef name) const;
   llvm::ArrayRef<std::unique_ptr<Function>> functions() const { return functions_; }
 
+  /// Tensor parallelism: 0 for a module that is not partitioned; N >= 1 for
+  /// one partitioned for N ranks, whose functions and types describe one rank
+  /// (printed `tensor_parallel N`). Set by passes/PartitionTensorParallel.
+  int64_t tensorParallel() const { return tensorParallel_; }
+  void setTensorParallel(int64_t ranks) { tensorParallel_ = ranks; }
+
   /// Activation arena size after memory planning; -1 before.
   int64_t arenaBytes() const { return arenaBytes_; }
   void setArenaBytes(int64_t bytes) { arenaBytes_ = bytes; }
@@ -231,6 +242,7 @@ private:
   llvm::StringMap<Weight *> weightsByName_;
   std::vector<std::unique_ptr<Function>> functions_;
   int64_t arenaBytes_ = -1;
+  int64_t tensorParallel_ = 0;
 };
 
 /// A stable, readable numbering of a function's values (%0, %1, ... for

@@ -297,6 +297,42 @@ llvm::Error inferSlice(const Op &op, TensorType &result) {
   return llvm::Error::success();
 }
 
+llvm::Error inferAllReduce(const Op &op, TensorType &result) {
+  OperandChecker c(op);
+  if (auto e = c.vector(0)) return e;
+  result = c.type(0);
+  return llvm::Error::success();
+}
+
+llvm::Error inferAllGather(const Op &op, TensorType &result) {
+  OperandChecker c(op);
+  if (auto e = c.vector(0)) return e;
+  int64_t ranks = op.intAttr(AttrKey::ranks);
+  if (ranks < 1) return c.failOp(llvm::formatv("ranks must be positive, got {0}", ranks));
+  result = vectorType(ranks * c.length(0));
+  return llvm::Error::success();
+}
+
+/// The packed (logit, global index) of one rank's best classifier row.
+TensorType argmaxKeyType() { return TensorType(DType::i32, {2}); }
+
+llvm::Error inferMatMulArgMaxShard(const Op &op, TensorType &result) {
+  OperandChecker c(op);
+  int64_t n;
+  if (auto e = matVec(c, 1, n)) return e;
+  result = argmaxKeyType();
+  return llvm::Error::success();
+}
+
+llvm::Error inferArgMaxReduce(const Op &op, TensorType &result) {
+  OperandChecker c(op);
+  if (!(c.type(0) == argmaxKeyType())) return c.fail(0, "must be an argmax key (tensor<2xi32>)");
+  if (op.intAttr(AttrKey::ranks) < 1)
+    return c.failOp(llvm::formatv("ranks must be positive, got {0}", op.intAttr(AttrKey::ranks)));
+  result = TensorType::scalar(DType::i32);
+  return llvm::Error::success();
+}
+
 /// Arity and attributes, common to every op, checked from the table.
 llvm::Error checkArityAndAttrs(const Op &op) {
   const OpInfo &info = op.info();

@@ -199,8 +199,12 @@ llvm::Error Parser::parseWeight(Module &m) {
     expr = WeightExpr::ScaleColumns;
   else if (kind == "convert")
     expr = WeightExpr::Convert;
+  else if (kind == "shard_rows")
+    expr = WeightExpr::ShardRows;
+  else if (kind == "shard_cols")
+    expr = WeightExpr::ShardColumns;
   else
-    return error("'file', 'scale_columns' or 'convert'");
+    return error("'file', 'scale_columns', 'convert', 'shard_rows' or 'shard_cols'");
   if (auto e = expect("(")) return e;
   llvm::SmallVector<Weight *, 2> operands;
   do {
@@ -375,6 +379,11 @@ llvm::Expected<std::unique_ptr<Module>> Parser::parseModule() {
     llvm::Error e = llvm::Error::success();
     if (consumeKeyword("kv_cache")) {
       e = parseKvCache(*m);
+    } else if (consumeKeyword("tensor_parallel")) {
+      auto ranks = lexInteger();
+      if (!ranks) return ranks.takeError();
+      if (*ranks < 1) return error("a positive number of ranks after 'tensor_parallel'");
+      m->setTensorParallel(*ranks);
     } else if (consumeKeyword("arena")) {
       auto bytes = lexInteger();
       if (!bytes) return bytes.takeError();
@@ -386,7 +395,7 @@ llvm::Expected<std::unique_ptr<Module>> Parser::parseModule() {
       e = parseFunction(*m);
     } else {
       (void)word;
-      return error("'kv_cache', 'arena', 'weight', 'func' or '}'");
+      return error("'tensor_parallel', 'kv_cache', 'arena', 'weight', 'func' or '}'");
     }
     if (e) return e;
   }

@@ -87,6 +87,7 @@ void print(const Function &f, llvm::raw_ostream &os) {
 void print(const Module &m, llvm::raw_ostream &os) {
   const KvCacheSpec &kv = m.kvCache();
   os << "module @" << m.name() << " {\n";
+  if (m.tensorParallel() > 0) os << "  tensor_parallel " << m.tensorParallel() << "\n";
   os << "  kv_cache layers = " << kv.layers << ", seq_len = " << kv.seqLen << ", kv_dim = " << kv.kvDim
      << ", dtype = " << toString(kv.dtype) << "\n";
   if (m.arenaBytes() >= 0) os << "  arena " << m.arenaBytes() << " bytes\n";

@@ -36,6 +36,25 @@ llvm::Error verifyWeight(const Module &m, const Weight &w) {
     if (!isFloat(w.type().dtype) || !isFloat(w.operands()[0]->type().dtype))
       return fail("convert converts between float dtypes");
     return llvm::Error::success();
+  case WeightExpr::ShardRows:
+  case WeightExpr::ShardColumns: {
+    bool rows = w.expr() == WeightExpr::ShardRows;
+    if (m.tensorParallel() < 1) return fail(toString(w.expr()) + " needs a module partitioned by tensor_parallel");
+    if (w.operands().size() != 1) return fail(toString(w.expr()) + " takes one weight");
+    const TensorType &whole = w.operands()[0]->type();
+    Shape expected = whole.shape;
+    unsigned axis = rows ? 0 : 1;
+    if (whole.rank() != 2 || expected[axis] % m.tensorParallel() != 0)
+      return fail(llvm::formatv("{0} needs a matrix whose {1} split into {2} equal shards, got {3}", toString(w.expr()),
+                                rows ? "rows" : "columns", m.tensorParallel(), whole.str())
+                      .str());
+    expected[axis] /= m.tensorParallel();
+    if (!(w.type() == TensorType(whole.dtype, expected)))
+      return fail(llvm::formatv("{0} of {1} over {2} ranks is {3}, not {4}", toString(w.expr()), whole.str(),
+                                m.tensorParallel(), TensorType(whole.dtype, expected).str(), w.type().str())
+                      .str());
+    return llvm::Error::success();
+  }
   }
   return llvm::Error::success();
 }
@@ -60,6 +79,22 @@ llvm::Error verifyKvAccess(const Module &m, const Op &op) {
   return llvm::Error::success();
 }
 
+/// Collectives exist only in a partitioned module, over all of its ranks.
+llvm::Error verifyCollective(const Module &m, const Op &op) {
+  switch (op.kind()) {
+  case OpKind::AllReduce:
+  case OpKind::AllGather:
+  case OpKind::MatMulArgMaxShard:
+  case OpKind::ArgMaxReduce: break;
+  default: return llvm::Error::success();
+  }
+  if (m.tensorParallel() < 1) return error("a tensor parallel op in a module without 'tensor_parallel N'");
+  if (op.hasAttr(AttrKey::ranks) && op.intAttr(AttrKey::ranks) != m.tensorParallel())
+    return error(llvm::formatv("spans {0} ranks, the module is partitioned for {1}", op.intAttr(AttrKey::ranks),
+                               m.tensorParallel()));
+  return llvm::Error::success();
+}
+
 llvm::Error verifyFunction(const Module &m, const Function &f) {
   ValueNumbering names(f);
   llvm::SmallPtrSet<const Value *, 32> defined;
@@ -80,6 +115,7 @@ llvm::Error verifyFunction(const Module &m, const Function &f) {
     }
     TensorType inferred;
     if (auto e = inferResultType(*op, inferred)) return fail(*op, llvm::toString(std::move(e)));
+    if (auto e = verifyCollective(m, *op)) return fail(*op, llvm::toString(std::move(e)));
     if (op->info().numResults == 1) {
       if (!op->result()) return fail(*op, "has no result");
       if (!(op->result()->type() == inferred))

@@ -14,7 +14,8 @@ std::pair<unsigned, unsigned> matrixOperands(const Op &op) {
   case OpKind::Embedding: return {0, 1};
   case OpKind::MatMul:
   case OpKind::MatMulAdd:
-  case OpKind::MatMulArgMax: return {1, 2};
+  case OpKind::MatMulArgMax:
+  case OpKind::MatMulArgMaxShard: return {1, 2};
   case OpKind::MatMulSwiglu: return {1, 3};
   case OpKind::MatMulQkv:
   case OpKind::MatMulQkvRopeKv: return {1, 4};

@@ -9,6 +9,7 @@
 #include "passes/FuseRopeKvWrite.h"
 #include "passes/FuseSwiGlu.h"
 #include "passes/MergeQkv.h"
+#include "passes/PartitionTensorParallel.h"
 #include "passes/PlanMemory.h"
 
 namespace llamac::passes {
@@ -26,6 +27,7 @@ void addDefaultPipeline(PassManager &pm, const PipelineOptions &options) {
     pm.add(createFuseRmsNormProloguePass());
     pm.add(createFuseClassifierArgmaxPass());
   }
+  if (options.tensorParallel > 0) pm.add(createPartitionTensorParallelPass(options.tensorParallel));
   if (options.weightDType != ir::DType::f32) pm.add(createConvertWeightsPass(options.weightDType));
   pm.add(createCanonicalizePass());
   pm.add(createPlanMemoryPass(/*reuse=*/options.optLevel >= 1));
@@ -62,6 +64,13 @@ llvm::Expected<std::unique_ptr<Pass>> createPassByName(llvm::StringRef name) {
                                      "convert-weights takes a float dtype: convert-weights:f16, :bf16 or :f32");
     return createConvertWeightsPass(*dtype);
   }
+  if (base == "partition-tp") {
+    unsigned ranks = 0;
+    if (parameter.getAsInteger(10, ranks) || ranks < 1)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "partition-tp takes a number of ranks: partition-tp:2, partition-tp:4, ...");
+    return createPartitionTensorParallelPass(ranks);
+  }
   for (const NamedPass &p : kPasses)
     if (name == p.name) return p.create();
   std::string known;
@@ -74,6 +83,7 @@ std::vector<std::string> passNames() {
   std::vector<std::string> names;
   for (const NamedPass &p : kPasses) names.push_back(p.name);
   names.push_back("convert-weights:<dtype>");
+  names.push_back("partition-tp:<ranks>");
   return names;
 }
 

@@ -11,6 +11,10 @@ struct PipelineOptions {
   unsigned optLevel = 2;
   /// The dtype matmul and embedding weights are stored in.
   ir::DType weightDType = ir::DType::f32;
+  /// Ranks to partition for (tensor parallelism, `llamac compile --tp N`); 0:
+  /// not partitioned. The partitioning runs after the fusions, which it keeps
+  /// (except the residual add, which moves after the all-reduce).
+  unsigned tensorParallel = 0;
 };
 
 /// Appends the default pipeline for `options` to `pm`.
@@ -18,7 +22,7 @@ void addDefaultPipeline(PassManager &pm, const PipelineOptions &options);
 
 /// The pass called `name` on the command line (`llamac opt --passes=a,b`).
 /// Parameterized passes take their parameter after a colon:
-/// "convert-weights:bf16".
+/// "convert-weights:bf16", "partition-tp:2".
 llvm::Expected<std::unique_ptr<Pass>> createPassByName(llvm::StringRef name);
 
 /// Every name createPassByName accepts, for --help and error messages.

@@ -72,15 +72,18 @@ inline void storeElement(char *base, ir::DType dtype, size_t i, float value) {
 llvm::Error checkWeightsFit(const ir::Module &m, uint64_t fileBytes, llvm::StringRef fileName);
 
 /// The bytes of `w` in its own dtype: a copy of the file's bytes, or the
-/// evaluated expression.
-llvm::Error materializeWeight(const ir::Weight &w, llvm::StringRef file, std::vector<char> &out);
+/// evaluated expression. Shards (ir::WeightExpr::ShardRows/ShardColumns) are
+/// rank `rank`'s block.
+llvm::Error materializeWeight(const ir::Weight &w, llvm::StringRef file, std::vector<char> &out,
+                              unsigned rank = 0);
 
 /// Every weight of a module, ready to read: file weights point into the
 /// (memory-mapped) file, computed ones into buffers evaluated once here.
+/// In a tensor parallel module, the store holds rank `rank`'s shards.
 class WeightStore {
 public:
   static llvm::Expected<std::unique_ptr<WeightStore>> create(const ir::Module &m, llvm::StringRef file,
-                                                             llvm::StringRef fileName);
+                                                             llvm::StringRef fileName, unsigned rank = 0);
   const char *data(const ir::Weight *w) const;
 
 private:

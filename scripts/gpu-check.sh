@@ -13,6 +13,12 @@
 #              "stories110M:f32 llama-3.2-1b:bf16"; BENCH_TOKENS; BENCH_VARIANTS)
 #   profile    per-kernel times from Nsight Compute (ncu) for 2 greedy steps of
 #              each PROFILE_PLANS entry (shape:dtype), as CSV
+#   tp         tensor parallelism over NCCL: tp_gpu_tests (--tp 1 on one GPU vs
+#              the CPU; --tp 2/4 vs one GPU when there are more GPUs); with two
+#              or more GPUs also greedy tokens --tp 2 (and 4) vs one GPU on random
+#              stories110M / Llama-3.2-1B shapes (f32, 128 steps) and the bench of
+#              the Llama-3-8B shape in bf16 at --tp 1, 2, 4 (TP_BENCH_SHAPE,
+#              TP_BENCH_DTYPE; its random f32 checkpoint takes 32 GB of disk)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -24,7 +30,7 @@ export LLAMAC_MODELS=$B/models
 M=$B/models
 W=${WORK:-/tmp/llamac-gpu}
 mkdir -p "$W"
-STEPS=${STEPS:-"kernels e2e random recompile sanitizer bench"}
+STEPS=${STEPS:-"kernels e2e random recompile sanitizer bench tp"}
 summary=$OUT/summary.json
 echo "{" > "$summary"
 record() { # name status detail
@@ -125,6 +131,48 @@ if has profile; then
       llamarun "$W/$shape.$dtype.pb" --device cuda --steps 2 --prompt-tokens 1 --quiet > "$OUT/profile_${shape}_$dtype.csv" 2>"$OUT/profile_${shape}_$dtype.err"
     record "profile_${shape}_$dtype" info "$(grep -c gpu__time_duration "$OUT/profile_${shape}_$dtype.csv") kernels profiled"
   done
+fi
+
+if has tp; then
+  LLAMAC_TOOLS=$B/bin tp_gpu_tests > "$OUT/tp_gpu_tests.log" 2>&1 \
+    && record tp_gpu_tests pass "$(grep -E 'largest relative|NCCL|SKIPPED \]' "$OUT/tp_gpu_tests.log" | tr '\n' ' ')" \
+    || record tp_gpu_tests fail "$(grep -E 'FAILED|Failure|error|rank' "$OUT/tp_gpu_tests.log" | head -20)"
+  gpus=$(nvidia-smi -L | wc -l)
+  if [ "$gpus" -ge 2 ]; then
+    # Greedy tokens: --tp N on N GPUs against the unpartitioned plan on one.
+    for shape in stories110M llama-3.2-1b; do
+      [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+      [ -f "$W/$shape.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err"
+      one=$(tokens "$W/$shape.pb" cuda 128)
+      for n in 2 4; do
+        [ "$gpus" -ge $n ] || continue
+        llamac compile "$W/$shape.bin" -o "$W/$shape.tp$n.pb" --tp $n --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err" \
+          || { record "tp${n}_$shape" fail "compile failed"; continue; }
+        many=$(tokens "$W/$shape.tp$n.pb" cuda 128)
+        if [ -n "$many" ] && [ "$one" == "$many" ]; then
+          record "tp${n}_$shape" pass "$(echo $many | wc -w) tokens identical to one GPU"
+        else
+          record "tp${n}_$shape" fail "one GPU ${one:0:200} | tp $n ${many:0:200}"
+        fi
+        rm -f "$W/$shape.tp$n.pb"*
+      done
+    done
+    # Decode speed of the 8B shape: one GPU, then --tp 1/2/4 (one plan at a time: they are large).
+    shape=${TP_BENCH_SHAPE:-llama-3-8b}; dtype=${TP_BENCH_DTYPE:-bf16}
+    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    for n in 0 1 2 4; do
+      [ "$gpus" -ge $n ] || continue
+      plan="$W/$shape.$dtype.tp$n.pb"
+      llamac compile "$W/$shape.bin" -o "$plan" --tp $n --dtype $dtype --max-seq-len 1024 --arch sm_90 2>>"$OUT/llamac.err" \
+        || { record "tp_bench_${shape}_${dtype}_tp$n" fail "compile failed"; continue; }
+      llamarun "$plan" --device cuda --bench --bench-tokens 128 --bench-runs 5 --json --quiet \
+        > "$OUT/tp_bench_${shape}_${dtype}_tp$n.json" 2>>"$OUT/llamarun.err"
+      record "tp_bench_${shape}_${dtype}_tp$n" info "$(cat "$OUT/tp_bench_${shape}_${dtype}_tp$n.json")"
+      rm -f "$plan"*
+    done
+  else
+    record tp_multi_gpu info "one GPU: the --tp 2/4 token checks and the tp bench need two or more"
+  fi
 fi
 
 echo '  "done": true' >> "$summary"

@@ -61,6 +61,10 @@ cl::opt<bool> optO0("O0", cl::desc("No optimization (memory planned without reus
                     cl::cat(category));
 cl::opt<bool> optO1("O1", cl::desc("Clean-up and RMSNorm gain folding"), cl::sub(compileCmd), cl::cat(category));
 cl::opt<bool> optO2("O2", cl::desc("Every fusion (the default)"), cl::sub(compileCmd), cl::cat(category));
+cl::opt<unsigned> tensorParallel("tp",
+                                 cl::desc("Tensor parallelism: partition the plan for N GPUs of one host (default: "
+                                          "not partitioned; --tp 1 partitions for one rank)"),
+                                 cl::value_desc("N"), cl::init(0), cl::sub(compileCmd), cl::cat(category));
 cl::list<std::string> archs("arch", cl::desc("GPU architectures to compile kernels for (default sm_80,sm_86,sm_89,sm_90)"),
                             cl::CommaSeparated, cl::sub(compileCmd), cl::cat(category));
 enum class Emit { Ir, OptIr, Cuda, Plan };
@@ -202,6 +206,7 @@ int compile() {
   if (optO0 + optO1 + optO2 > 1) fail("give at most one of -O0, -O1, -O2");
   pipelineOptions.optLevel = optO0 ? 0 : optO1 ? 1 : 2;
   pipelineOptions.weightDType = dtype;
+  pipelineOptions.tensorParallel = tensorParallel;
   passes::PassManager pm(instrumentation());
   passes::addDefaultPipeline(pm, pipelineOptions);
   checkPassNames(pm);
@@ -226,24 +231,36 @@ int compile() {
 
   auto source = llvm::MemoryBuffer::getFile(modelPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
   if (!source) fail(modelPath + ": " + source.getError().message());
-  runtime::WeightsWriter weights = check(runtime::WeightsWriter::create(outputPath + ".weights"));
+  // One sidecar per rank: plan.pb.weights, or plan.pb.weights.rank0, .rank1, ...
+  std::vector<runtime::WeightsWriter> weights;
+  unsigned ranks = std::max(1u, tensorParallel.getValue());
+  for (unsigned rank = 0; rank < ranks; ++rank)
+    weights.push_back(check(runtime::WeightsWriter::create(
+        outputPath + ".weights" + (ranks > 1 ? ".rank" + std::to_string(rank) : std::string()))));
   check(codegen::streamWeights(*m, (*source)->getBuffer(), modelPath, weights, &llvm::errs()));
 
   plan::Plan p;
-  p.set_format_version(runtime::kPlanFormatVersion);
+  p.set_format_version(tensorParallel > 0 ? runtime::kPlanFormatVersionTensorParallel : runtime::kPlanFormatVersion);
+  p.set_tensor_parallel(tensorParallel);
   p.set_producer(versionString());
   *p.mutable_config() = modelConfig(file, *m, dtype);
   *p.mutable_tokenizer() = tokenizer;
   p.set_ir(ir::toString(*m));
   codegen::describeMemory(*m, stats.unplannedBytes, *p.mutable_memory());
   check(codegen::emitCuda(*m, cudaOptions, p));
-  check(weights.finish(*p.mutable_weights()));
-  check(runtime::writePlan(p, outputPath, weights));
+  check(weights[0].finish(*p.mutable_weights()));
+  for (unsigned rank = 1; rank < ranks; ++rank) check(weights[rank].finish(*p.add_rank_weights()));
+  check(runtime::writePlan(p, outputPath, weights[0], llvm::MutableArrayRef(weights).drop_front()));
   llvm::errs() << llvm::formatv("llamac: wrote {0} ({1} ops in @decode; arena {2} bytes, reduced from {3}; "
-                                "KV cache {4} bytes; weights {5} bytes; {6} CUDA kernels for {7})\n",
+                                "KV cache {4} bytes; weights {5} bytes; {6} CUDA kernels for {7}{8})\n",
                                 outputPath.getValue(), m->function("decode")->size(), stats.arenaBytes,
                                 stats.unplannedBytes, m->kvCache().totalBytes(), p.memory().weight_bytes(),
-                                p.kernels_size(), llvm::join(cudaOptions.archs, ","));
+                                p.kernels_size(), llvm::join(cudaOptions.archs, ","),
+                                tensorParallel > 0 ? llvm::formatv("; tensor parallel, {0} ranks, sizes per rank, "
+                                                                   "one weights file each",
+                                                                   tensorParallel.getValue())
+                                                         .str()
+                                                   : std::string());
   return 0;
 }
 

@@ -1,7 +1,7 @@
 #include "runtime/Engine.h"
 
 #include "ir/Parser.h"
-#include "runtime/cpu/CpuExecutor.h"
+#include "runtime/cpu/TensorParallelCpuExecutor.h"
 
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -21,8 +21,13 @@ llvm::Expected<PlanProgram> loadProgram(const LoadedPlan &plan, llvm::StringRef 
   if (!program.decode || !program.decodeGreedy)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "%s: the plan has no @decode and @decode_greedy functions", planName.str().c_str());
-  if (auto e = checkWeightsFit(*program.module, plan.weights->getBufferSize(), plan.plan.weights().file_name()))
-    return e;
+  if (program.module->tensorParallel() != int64_t(plan.plan.tensor_parallel()))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "%s: the plan says tensor_parallel %u, its IR %lld", planName.str().c_str(),
+                                   plan.plan.tensor_parallel(), (long long)program.module->tensorParallel());
+  for (unsigned rank = 0; rank < plan.ranks(); ++rank)
+    if (auto e = checkWeightsFit(*program.module, plan.weightsOf(rank).size(), plan.weightsFileOf(rank).file_name()))
+      return e;
   return program;
 }
 
@@ -40,13 +45,19 @@ uint64_t stepWeightBytes(const ir::Function &f) {
 
 namespace {
 
+/// Runs every rank of the plan (one, unless it is tensor parallel) on the CPU.
 class CpuEngine : public Engine {
 public:
-  CpuEngine(const PlanProgram &program, std::unique_ptr<WeightStore> weights, std::unique_ptr<CpuExecutor> exec,
-            unsigned threads)
-      : program_(program), weights_(std::move(weights)), exec_(std::move(exec)), threads_(threads) {}
+  CpuEngine(const PlanProgram &program, std::unique_ptr<TensorParallelCpuExecutor> exec, unsigned threads)
+      : program_(program), exec_(std::move(exec)), threads_(threads) {}
 
-  std::string deviceName() const override { return llvm::formatv("cpu ({0} threads)", threads_).str(); }
+  std::string deviceName() const override {
+    if (program_.module->tensorParallel() > 0)
+      return llvm::formatv("cpu ({0} threads per rank, {1} simulated tensor parallel ranks)", threads_,
+                           exec_->ranks())
+          .str();
+    return llvm::formatv("cpu ({0} threads)", threads_).str();
+  }
 
   llvm::Expected<int> stepGreedy(int token, int pos) override {
     if (auto e = exec_->step(*program_.decodeGreedy, token, pos)) return e;
@@ -84,8 +95,7 @@ public:
 
 private:
   const PlanProgram &program_;
-  std::unique_ptr<WeightStore> weights_;
-  std::unique_ptr<CpuExecutor> exec_;
+  std::unique_ptr<TensorParallelCpuExecutor> exec_;
   unsigned threads_;
 };
 
@@ -93,13 +103,12 @@ private:
 
 llvm::Expected<std::unique_ptr<Engine>> createCpuEngine(const LoadedPlan &plan, const PlanProgram &program,
                                                         unsigned threads) {
-  auto weights = WeightStore::create(*program.module, plan.weights->getBuffer(), plan.plan.weights().file_name());
-  if (!weights) return weights.takeError();
-  auto exec = CpuExecutor::create(*program.module, **weights, threads);
+  std::vector<llvm::StringRef> files;
+  for (unsigned rank = 0; rank < plan.ranks(); ++rank) files.push_back(plan.weightsOf(rank));
+  auto exec = TensorParallelCpuExecutor::create(*program.module, files, plan.plan.weights().file_name(), threads);
   if (!exec) return exec.takeError();
   return std::unique_ptr<Engine>(std::make_unique<CpuEngine>(
-      program, std::move(*weights), std::move(*exec),
-      threads ? threads : std::max(1u, std::thread::hardware_concurrency())));
+      program, std::move(*exec), threads ? threads : std::max(1u, std::thread::hardware_concurrency())));
 }
 
 } // namespace llamac::runtime

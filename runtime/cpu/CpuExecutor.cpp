@@ -67,12 +67,23 @@ constexpr size_t kRowsPerChunk = 16;
 
 } // namespace
 
-CpuExecutor::CpuExecutor(const Module &m, const WeightStore &weights, unsigned threads)
-    : module_(m), weights_(weights), pool_(threads), kvSpec_(m.kvCache()) {}
+uint64_t argmaxKey(float value, uint32_t index) {
+  uint32_t ordered = 0; // NaN
+  if (value == value) {
+    uint32_t bits;
+    float v = value == 0.0f ? 0.0f : value;
+    std::memcpy(&bits, &v, 4);
+    ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  }
+  return (uint64_t(ordered) << 32) | (0xffffffffu - index);
+}
+
+CpuExecutor::CpuExecutor(const Module &m, const WeightStore &weights, unsigned threads, unsigned rank)
+    : module_(m), weights_(weights), pool_(threads), kvSpec_(m.kvCache()), rank_(rank) {}
 
 llvm::Expected<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Module &m, const WeightStore &weights,
-                                                                 unsigned threads) {
-  auto exec = std::unique_ptr<CpuExecutor>(new CpuExecutor(m, weights, threads));
+                                                                 unsigned threads, unsigned rank) {
+  auto exec = std::unique_ptr<CpuExecutor>(new CpuExecutor(m, weights, threads, rank));
   if (auto e = exec->layOut()) return e;
   return exec;
 }
@@ -143,11 +154,19 @@ int CpuExecutor::outputToken(const Function &f) const {
   return token;
 }
 
-llvm::Error CpuExecutor::step(const Function &f, int token, int pos) {
+llvm::Error CpuExecutor::beginStep(int token, int pos) {
   if (pos < 0 || pos >= kvSpec_.seqLen)
     return error(llvm::formatv("position {0} is outside the KV cache's {1} positions", pos, kvSpec_.seqLen));
   token_ = token;
   pos_ = pos;
+  return llvm::Error::success();
+}
+
+llvm::Error CpuExecutor::step(const Function &f, int token, int pos) {
+  if (module_.tensorParallel() > 1)
+    return error(llvm::formatv("the module is partitioned for {0} ranks: run it with TensorParallelCpuExecutor",
+                               module_.tensorParallel()));
+  if (auto e = beginStep(token, pos)) return e;
   for (const auto &op : f.ops())
     if (auto e = run(*op)) return e;
   return llvm::Error::success();
@@ -302,6 +321,32 @@ void CpuExecutor::runMatMulArgMax(const Op &op) {
   float *logits = rowScratch_.data();
   forEachRow(op.operand(1), input(op), [&](size_t n, float v) { logits[n] = v; });
   int token = argmaxOf(logits, op.operand(1)->type().shape[0]);
+  std::memcpy(buf(op.result()), &token, 4);
+}
+
+void CpuExecutor::runMatMulArgMaxShard(const Op &op) {
+  float *logits = rowScratch_.data();
+  int64_t rows = op.operand(1)->type().shape[0];
+  forEachRow(op.operand(1), input(op), [&](size_t n, float v) { logits[n] = v; });
+  int best = argmaxOf(logits, rows);
+  uint64_t key = argmaxKey(logits[best], uint32_t(rank_ * rows + best));
+  std::memcpy(buf(op.result()), &key, 8);
+}
+
+// The collectives of a single rank; TensorParallelCpuExecutor carries them
+// out across ranks instead.
+void CpuExecutor::runAllReduce(const Op &op) {
+  int64_t n = op.operand(0)->type().shape[0];
+  const float *x = data(op.operand(0));
+  std::copy(x, x + n, buf(op.result()));
+}
+
+void CpuExecutor::runAllGather(const Op &op) { runAllReduce(op); }
+
+void CpuExecutor::runArgMaxReduce(const Op &op) {
+  uint64_t key;
+  std::memcpy(&key, data(op.operand(0)), 8);
+  int token = argmaxKeyIndex(key);
   std::memcpy(buf(op.result()), &token, 4);
 }
 

@@ -25,13 +25,22 @@ namespace llamac::runtime {
 
 class CpuExecutor {
 public:
-  /// `threads` 0 means one per core.
+  /// `threads` 0 means one per core. In a tensor parallel module, the
+  /// executor is rank `rank`'s (`weights` holds that rank's shards).
   static llvm::Expected<std::unique_ptr<CpuExecutor>> create(const ir::Module &m, const WeightStore &weights,
-                                                             unsigned threads = 0);
+                                                             unsigned threads = 0, unsigned rank = 0);
 
   /// Runs one decode step of `f` for `token` at position `pos`: writes this
-  /// position's K and V, reads positions 0..pos.
+  /// position's K and V, reads positions 0..pos. A module partitioned for
+  /// several ranks runs through TensorParallelCpuExecutor instead.
   llvm::Error step(const ir::Function &f, int token, int pos);
+
+  /// A step op by op, for TensorParallelCpuExecutor, which interleaves its
+  /// ranks and carries out the collectives between them: beginStep, then
+  /// runOp for every op that is not a collective. A collective run here acts
+  /// as if this were the only rank.
+  llvm::Error beginStep(int token, int pos);
+  llvm::Error runOp(const ir::Op &op) { return run(op); }
 
   /// The function's first result after step(): logits, or the next token.
   llvm::ArrayRef<float> outputVector(const ir::Function &f) const;
@@ -49,7 +58,7 @@ public:
   uint64_t kvCacheBytes() const { return kvSpec_.totalBytes(); }
 
 private:
-  CpuExecutor(const ir::Module &m, const WeightStore &weights, unsigned threads);
+  CpuExecutor(const ir::Module &m, const WeightStore &weights, unsigned threads, unsigned rank);
   llvm::Error layOut();
   llvm::Error run(const ir::Op &op);
 #define OP(Kind, Mnemonic, NumOperands, NumResults, Effects, ...) void run##Kind(const ir::Op &op);
@@ -77,6 +86,14 @@ private:
   std::vector<float> rowScratch_; // per-row results of fused matmuls
   int token_ = 0;
   int pos_ = 0;
+  unsigned rank_ = 0;
 };
+
+/// The packed (value, index) key of argmax.cuh: a larger key is a larger
+/// value, then a lower index; NaN ranks below every number and -0 equals +0.
+/// The CPU and the CUDA kernels reduce the same keys, so the distributed
+/// argmax picks the token the single-device argmax does.
+uint64_t argmaxKey(float value, uint32_t index);
+inline int argmaxKeyIndex(uint64_t key) { return int(0xffffffffu - uint32_t(key & 0xffffffffu)); }
 
 } // namespace llamac::runtime

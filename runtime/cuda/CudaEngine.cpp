@@ -22,17 +22,25 @@
 // LLAMAC_CUDA_SYNC=1 launches kernels one by one with a synchronization after
 // each instead of replaying the graph, so a failing kernel is named.
 //
+// As one rank of a tensor parallel plan (createCudaRankEngine), the engine
+// uploads its rank's weights, passes its rank to RANK arguments and runs the
+// plan's collectives through CudaRank::collective; they are captured into the
+// graph with the kernels. The kernel after a collective is launched without
+// the programmatic dependency: it waits for the collective to finish.
+//
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cuda/CudaEngine.h"
 
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "runtime/cuda/TensorParallelEngine.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace llamac::runtime::cuda {
 
@@ -49,6 +57,8 @@ struct Launch {
   unsigned grid[3], block[3], sharedBytes;
   std::vector<uint64_t> storage; // one 8-byte slot per parameter
   std::vector<void *> params;
+  /// Tensor parallel plans: a collective instead of a kernel.
+  std::optional<plan::Function::Launch::Collective> collective;
 };
 
 struct Program {
@@ -67,7 +77,8 @@ constexpr uint64_t kScalarsBytes = 4 * (kHistorySlot + 1 + kMaxChain);
 
 class CudaEngine : public Engine {
 public:
-  CudaEngine(const CudaDriver &driver, DeviceInfo device) : cu(driver), device_(std::move(device)) {}
+  CudaEngine(const CudaDriver &driver, DeviceInfo device, CudaRank rank = {})
+      : cu(driver), device_(std::move(device)), rank_(std::move(rank)) {}
   ~CudaEngine() override;
 
   llvm::Error init(const LoadedPlan &plan, llvm::raw_ostream *log);
@@ -113,6 +124,7 @@ private:
 
   const CudaDriver &cu;
   DeviceInfo device_;
+  CudaRank rank_;
   CUcontext context_ = nullptr;
   CUstream stream_ = nullptr;
   std::vector<CUmodule> modules_;
@@ -173,6 +185,15 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
                         "cuMemHostAlloc"))
     return e;
 
+  if (rank_.collective) {
+    // NCCL connects the ranks on their first collective: do it once here,
+    // eagerly on every rank, rather than while capturing.
+    plan::Function::Launch::Collective warmUp;
+    warmUp.set_kind(plan::Function::Launch::Collective::ALL_REDUCE_SUM);
+    warmUp.set_bytes(256);
+    if (auto e = rank_.collective(warmUp, arena_, stream_)) return e;
+    if (auto e = cu.check(cu.streamSynchronize(stream_), "cuStreamSynchronize(first collective)")) return e;
+  }
   uint64_t outputBytes = 0;
   for (const plan::Function &f : p.functions()) {
     Program *program = f.name() == "decode"           ? &logits_
@@ -191,8 +212,9 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
     if (chainLength_ < 1 || chainLength_ > kMaxChain)
       return error(llvm::formatv("LLAMAC_CHAIN={0}: expected a chain length from 1 to {1}", value, kMaxChain));
   }
-  // Plans from before advance_greedy, and LLAMAC_CUDA_SYNC=1, step one by one.
-  if (chainLength_ > 1 && !advance_.launches.empty() && !syncEachLaunch_)
+  // Plans from before advance_greedy, LLAMAC_CUDA_SYNC=1 and the ranks of a
+  // tensor parallel plan (whose engine steps them together) step one by one.
+  if (chainLength_ > 1 && !advance_.launches.empty() && !syncEachLaunch_ && !rank_.collective)
     if (auto e = captureChain()) return e;
   if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
     return e;
@@ -241,7 +263,7 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
 }
 
 llvm::Error CudaEngine::uploadWeights(const LoadedPlan &plan, llvm::raw_ostream *log) {
-  llvm::StringRef bytes = plan.weights->getBuffer();
+  llvm::StringRef bytes = plan.weightsOf(rank_.rank);
   uint64_t total = bytes.size();
   if (auto e = cu.check(cu.memAlloc(&weights_, std::max<uint64_t>(total, 256)), "cuMemAlloc(weights)")) return e;
   // Two pinned staging buffers: one is filled from the mapped file while the
@@ -298,6 +320,14 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   if (program.outputOffset + program.outputBytes > arenaBytes_)
     return error("@" + f.name() + ": its output lies outside the arena");
   for (const auto &l : f.launches()) {
+    if (l.has_collective() && l.collective().kind() != plan::Function::Launch::Collective::NONE) {
+      if (!rank_.collective) return error("@" + f.name() + ": a collective in a plan run on one GPU");
+      Launch launch;
+      launch.name = plan::Function::Launch::Collective::Kind_Name(l.collective().kind());
+      launch.collective = l.collective();
+      program.launches.push_back(std::move(launch));
+      continue;
+    }
     if (l.kernel() >= functions.size()) return error("@" + f.name() + ": a launch names a kernel the plan lacks");
     Launch launch;
     launch.function = functions[l.kernel()];
@@ -321,6 +351,7 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       case plan::Function::Launch::Arg::TOKEN: slot = scalars_ + 4 * kTokenSlot; break;
       case plan::Function::Launch::Arg::POS: slot = scalars_ + 4 * kPosSlot; break;
       case plan::Function::Launch::Arg::HISTORY: slot = scalars_ + 4 * kHistorySlot; break;
+      case plan::Function::Launch::Arg::RANK: slot = rank_.rank; break;
       case plan::Function::Launch::Arg::INT_SCALAR: {
         int32_t v = int32_t(arg.int_value());
         std::memcpy(&slot, &v, 4);
@@ -364,8 +395,18 @@ llvm::Error CudaEngine::capture(llvm::function_ref<llvm::Error()> launches, CUgr
 }
 
 llvm::Error CudaEngine::launchAll(const Program &program) {
+  bool afterCollective = false;
   for (size_t i = 0; i < program.launches.size(); ++i) {
     const Launch &l = program.launches[i];
+    if (l.collective) {
+      std::string what = llvm::formatv("{0} (launch {1})", l.name, i).str();
+      if (auto e = rank_.collective(*l.collective, arena_, stream_))
+        return error(what + ": " + llvm::toString(std::move(e)));
+      if (syncEachLaunch_)
+        if (auto e = cu.check(cu.streamSynchronize(stream_), what + " (synchronized)")) return e;
+      afterCollective = true;
+      continue;
+    }
     std::string what = llvm::formatv("cuLaunchKernel({0}, launch {1})", l.name, i).str();
     CUlaunchAttribute attribute = {};
     attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -376,7 +417,8 @@ llvm::Error CudaEngine::launchAll(const Program &program) {
     config.sharedMemBytes = l.sharedBytes;
     config.hStream = stream_;
     config.attrs = &attribute;
-    config.numAttrs = dependentLaunch_ ? 1 : 0;
+    config.numAttrs = dependentLaunch_ && !afterCollective ? 1 : 0;
+    afterCollective = false;
     if (auto e = cu.check(cu.launchKernelEx(&config, l.function, const_cast<void **>(l.params.data()), nullptr),
                           what))
       return e;
@@ -520,6 +562,7 @@ llvm::Expected<double> CudaEngine::copyBandwidth() {
 
 llvm::Expected<std::unique_ptr<Engine>> createCudaEngine(const LoadedPlan &plan, const PlanProgram &program,
                                                          llvm::raw_ostream *log) {
+  if (plan.plan.tensor_parallel() > 0) return createTensorParallelEngine(plan, program, log);
   auto driver = CudaDriver::load();
   if (!driver) return driver.takeError();
   auto count = driver->deviceCount();
@@ -528,6 +571,17 @@ llvm::Expected<std::unique_ptr<Engine>> createCudaEngine(const LoadedPlan &plan,
   auto info = driver->deviceInfo(0);
   if (!info) return info.takeError();
   auto engine = std::make_unique<CudaEngine>(*driver, *info);
+  if (auto e = engine->init(plan, log)) return e;
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+llvm::Expected<std::unique_ptr<Engine>> createCudaRankEngine(const LoadedPlan &plan, const PlanProgram &program,
+                                                             CudaRank rank, llvm::raw_ostream *log) {
+  auto driver = CudaDriver::load();
+  if (!driver) return driver.takeError();
+  auto info = driver->deviceInfo(rank.device);
+  if (!info) return info.takeError();
+  auto engine = std::make_unique<CudaEngine>(*driver, *info, std::move(rank));
   if (auto e = engine->init(plan, log)) return e;
   return std::unique_ptr<Engine>(std::move(engine));
 }

@@ -360,10 +360,10 @@ void WeightsWriter::discard() {
 
 namespace {
 
-/// Checks that `plan.weights` describes the sidecar being written.
-llvm::Error checkWeightsEntry(const Plan &plan, llvm::StringRef path, llvm::StringRef sidecarPath,
+/// Checks that `entry` (plan.weights, or one of plan.rank_weights) describes
+/// the sidecar being written.
+llvm::Error checkWeightsEntry(const WeightsFile &entry, llvm::StringRef path, llvm::StringRef sidecarPath,
                               uint64_t sidecarBytes, uint64_t sidecarDigest) {
-  const WeightsFile &entry = plan.weights();
   llvm::StringRef sidecarName = llvm::sys::path::filename(sidecarPath);
   if (entry.file_name() != sidecarName || entry.bytes() != sidecarBytes || entry.xxh64() != sidecarDigest)
     return fileError(path, "the plan's weights entry ('" + entry.file_name() + "', " + llvm::Twine(entry.bytes()) +
@@ -374,10 +374,21 @@ llvm::Error checkWeightsEntry(const Plan &plan, llvm::StringRef path, llvm::Stri
 
 } // namespace
 
-llvm::Error writePlan(const Plan &plan, llvm::StringRef path, WeightsWriter &weights) {
-  // Whatever fails below, the sidecar goes too: a plan is both files or none.
+llvm::Error writePlan(const Plan &plan, llvm::StringRef path, WeightsWriter &weights,
+                      llvm::MutableArrayRef<WeightsWriter> rankWeights) {
+  // Every sidecar: rank 0's (or the only one), then those of ranks 1..N-1.
+  std::vector<WeightsWriter *> sidecars = {&weights};
+  std::vector<const WeightsFile *> entries = {&plan.weights()};
+  for (WeightsWriter &w : rankWeights)
+    sidecars.push_back(&w);
+  for (const WeightsFile &entry : plan.rank_weights())
+    entries.push_back(&entry);
+
+  // Whatever fails below, the sidecars go too: a plan is all its files or none.
   auto fail = [&](llvm::Error error) {
-    weights.discard();
+    for (WeightsWriter *w : sidecars)
+      if (w->state_ != WeightsWriter::State::Committed)
+        w->discard();
     return error;
   };
 
@@ -385,20 +396,26 @@ llvm::Error writePlan(const Plan &plan, llvm::StringRef path, WeightsWriter &wei
     return fail(fileError("<empty path>", "expected a path for the plan"));
   if (isDirectory(path))
     return fail(fileError(path, "is a directory, expected a path for the plan"));
-  switch (weights.state_) {
-  case WeightsWriter::State::Writing:
-    return fail(fileError(path, "the weights sidecar " + weights.finalPath_ +
-                                    " is not finished (call WeightsWriter::finish first)"));
-  case WeightsWriter::State::Failed:
-    return fail(fileError(path, "the weights sidecar " + weights.finalPath_ + " could not be written"));
-  case WeightsWriter::State::Committed:
-    // Not fail(): the sidecar is in place and belongs to the plan written before.
-    return fileError(path, "the weights sidecar " + weights.finalPath_ + " already belongs to a written plan");
-  case WeightsWriter::State::Finished:
-    break;
-  }
-  if (llvm::Error error = checkWeightsEntry(plan, path, weights.finalPath_, weights.size_, weights.digest_))
-    return fail(std::move(error));
+  for (WeightsWriter *w : sidecars)
+    switch (w->state_) {
+    case WeightsWriter::State::Writing:
+      return fail(fileError(path, "the weights sidecar " + w->finalPath_ +
+                                      " is not finished (call WeightsWriter::finish first)"));
+    case WeightsWriter::State::Failed:
+      return fail(fileError(path, "the weights sidecar " + w->finalPath_ + " could not be written"));
+    case WeightsWriter::State::Committed:
+      // Not discarded: the sidecar is in place and belongs to the plan written before.
+      return fail(fileError(path, "the weights sidecar " + w->finalPath_ + " already belongs to a written plan"));
+    case WeightsWriter::State::Finished:
+      break;
+    }
+  if (entries.size() != sidecars.size())
+    return fail(fileError(path, "the plan lists " + llvm::Twine(entries.size()) + " weights sidecars, " +
+                                    llvm::Twine(sidecars.size()) + " are being written"));
+  for (size_t i = 0; i < sidecars.size(); ++i)
+    if (llvm::Error error =
+            checkWeightsEntry(*entries[i], path, sidecars[i]->finalPath_, sidecars[i]->size_, sidecars[i]->digest_))
+      return fail(std::move(error));
   if (plan.format_version() == 0)
     return fail(fileError(path, "the plan has no format_version (set it to kPlanFormatVersion)"));
 
@@ -422,16 +439,28 @@ llvm::Error writePlan(const Plan &plan, llvm::StringRef path, WeightsWriter &wei
   if (writeError || closeError)
     return fail(fileError(path, "cannot write the plan: " + (writeError ? writeError : closeError).message()));
 
-  // The sidecar's name in the plan is relative to the plan's folder.
-  bool sameFolder = false;
-  if (llvm::sys::fs::equivalent(parentFolder(path), parentFolder(weights.finalPath_), sameFolder) || !sameFolder)
-    return fail(fileError(path, "the weights sidecar " + weights.finalPath_ + " is not in the plan's folder"));
+  // The sidecars' names in the plan are relative to the plan's folder.
+  for (WeightsWriter *w : sidecars) {
+    bool sameFolder = false;
+    if (llvm::sys::fs::equivalent(parentFolder(path), parentFolder(w->finalPath_), sameFolder) || !sameFolder)
+      return fail(fileError(path, "the weights sidecar " + w->finalPath_ + " is not in the plan's folder"));
+  }
 
-  if (llvm::Error error = weights.commit())
-    return fail(std::move(error));
+  // Sidecars first, so a reader never sees a new plan next to a missing sidecar.
+  auto removeCommitted = [&] {
+    for (WeightsWriter *w : sidecars)
+      if (w->state_ == WeightsWriter::State::Committed) {
+        llvm::sys::fs::remove(w->finalPath_);
+        w->state_ = WeightsWriter::State::Failed;
+      }
+  };
+  for (WeightsWriter *w : sidecars)
+    if (llvm::Error error = w->commit()) {
+      removeCommitted();
+      return fail(std::move(error));
+    }
   if (std::error_code ec = llvm::sys::fs::rename(tempPath, path)) {
-    llvm::sys::fs::remove(weights.finalPath_);
-    weights.state_ = WeightsWriter::State::Failed;
+    removeCommitted();
     return fileError(path, "cannot move the plan into place: " + ec.message());
   }
   removeTemp.release();
@@ -476,9 +505,26 @@ llvm::Error parsePlan(llvm::StringRef path, llvm::StringRef contents, Plan &plan
     return fileError(path, "not a llamac plan (the file does not parse as a protobuf Plan message)");
   if (plan.format_version() == 0)
     return fileError(path, "not a llamac plan (no format version)");
-  if (plan.format_version() != kPlanFormatVersion)
-    return fileError(path, "plan format version " + llvm::Twine(plan.format_version()) + ", this llamarun reads version " +
-                               llvm::Twine(kPlanFormatVersion));
+  if (plan.format_version() != kPlanFormatVersion && plan.format_version() != kPlanFormatVersionTensorParallel)
+    return fileError(path, "plan format version " + llvm::Twine(plan.format_version()) +
+                               ", this llamarun reads versions " + llvm::Twine(kPlanFormatVersion) + " and " +
+                               llvm::Twine(kPlanFormatVersionTensorParallel));
+  bool partitioned = plan.tensor_parallel() > 0;
+  if (partitioned != (plan.format_version() == kPlanFormatVersionTensorParallel))
+    return fileError(path, "plan format version " + llvm::Twine(plan.format_version()) + " with tensor_parallel " +
+                               llvm::Twine(plan.tensor_parallel()) + ", expected version " +
+                               llvm::Twine(kPlanFormatVersionTensorParallel) +
+                               " exactly for tensor parallel plans (tensor_parallel > 0)");
+  // A plan for thousands of GPUs is damage, not ambition.
+  constexpr uint32_t kMaxRanks = 64;
+  if (plan.tensor_parallel() > kMaxRanks)
+    return fileError(path, "tensor_parallel " + llvm::Twine(plan.tensor_parallel()) + ", expected at most " +
+                               llvm::Twine(kMaxRanks) + " ranks");
+  uint32_t extraSidecars = plan.tensor_parallel() > 1 ? plan.tensor_parallel() - 1 : 0;
+  if (uint32_t(plan.rank_weights_size()) != extraSidecars)
+    return fileError(path, "tensor_parallel " + llvm::Twine(plan.tensor_parallel()) + " with " +
+                               llvm::Twine(plan.rank_weights_size()) + " per-rank weights files, expected " +
+                               llvm::Twine(extraSidecars));
   return llvm::Error::success();
 }
 
@@ -500,6 +546,34 @@ llvm::Error checkPointer(llvm::StringRef path, const llvm::Twine &what, uint64_t
   return llvm::Error::success();
 }
 
+/// Checks a collective launch's kind and buffers.
+llvm::Error checkCollective(llvm::StringRef path, const Plan &plan, const llvm::Twine &what,
+                            const llamac::plan::Function::Launch::Collective &collective) {
+  using Collective = llamac::plan::Function::Launch::Collective;
+  std::string name = what.str();
+  if (plan.tensor_parallel() == 0)
+    return fileError(path, name + " is a collective, in a plan that is not tensor parallel");
+  uint64_t arena = plan.memory().arena_bytes();
+  uint64_t received = collective.bytes();
+  switch (collective.kind()) {
+  case Collective::ALL_REDUCE_SUM:
+    if (collective.bytes() % 4 != 0)
+      return fileError(path, name + " sums " + llvm::Twine(collective.bytes()) + " bytes, not a whole number of f32");
+    break;
+  case Collective::ALL_GATHER:
+    received = collective.bytes() * plan.tensor_parallel();
+    break;
+  default:
+    return fileError(path, name + " has unknown collective kind " + llvm::Twine(int(collective.kind())));
+  }
+  if (collective.bytes() == 0)
+    return fileError(path, name + " sends nothing");
+  if (llvm::Error error = checkRegion(path, name + " send buffer", collective.send_offset(), collective.bytes(),
+                                      "arena", arena))
+    return error;
+  return checkRegion(path, name + " receive buffer", collective.recv_offset(), received, "arena", arena);
+}
+
 /// Checks every index and offset the runtime will use to address memory.
 llvm::Error checkLaunches(llvm::StringRef path, const Plan &plan) {
   using Arg = llamac::plan::Function::Launch::Arg;
@@ -517,6 +591,11 @@ llvm::Error checkLaunches(llvm::StringRef path, const Plan &plan) {
       return error;
     for (int l = 0; l < function.launches_size(); ++l) {
       const llamac::plan::Function::Launch &launch = function.launches(l);
+      if (launch.has_collective() && launch.collective().kind() != llamac::plan::Function::Launch::Collective::NONE) {
+        if (llvm::Error error = checkCollective(path, plan, name + " launch " + llvm::Twine(l), launch.collective()))
+          return error;
+        continue;
+      }
       if (launch.kernel() >= uint32_t(plan.kernels_size()))
         return fileError(path, name + " launch " + llvm::Twine(l) + " uses kernel " + llvm::Twine(launch.kernel()) +
                                    ", the plan has " + llvm::Twine(plan.kernels_size()) + " kernels");
@@ -539,6 +618,10 @@ llvm::Error checkLaunches(llvm::StringRef path, const Plan &plan) {
         case Arg::HISTORY:
         case Arg::INT_SCALAR:
         case Arg::FLOAT_SCALAR:
+          break;
+        case Arg::RANK:
+          if (plan.tensor_parallel() == 0)
+            error = fileError(path, what + " is the rank, in a plan that is not tensor parallel");
           break;
         default:
           error = fileError(path, what + " has unknown kind " + llvm::Twine(int(arg.kind())));
@@ -580,6 +663,60 @@ llvm::Error checkWeightsTable(llvm::StringRef path, const WeightsFile &weights) 
   return llvm::Error::success();
 }
 
+/// Checks a tensor parallel plan's sidecar of rank 1..N-1 against rank 0's:
+/// the same tensors at the same offsets, in a file of its own.
+llvm::Error checkRankWeightsTable(llvm::StringRef path, const WeightsFile &rank0, const WeightsFile &rank) {
+  if (llvm::Error error = checkWeightsTable(path, rank))
+    return error;
+  std::string what = "weights file '" + rank.file_name() + "'";
+  if (rank.file_name() == rank0.file_name())
+    return fileError(path, what + " is listed for two ranks");
+  if (rank.bytes() != rank0.bytes())
+    return fileError(path, what + " is " + llvm::Twine(rank.bytes()) + " bytes, rank 0's '" + rank0.file_name() +
+                               "' " + llvm::Twine(rank0.bytes()) + "; every rank's sidecar has the same size");
+  if (rank.tensors_size() != rank0.tensors_size() || rank.alignment() != rank0.alignment())
+    return fileError(path, what + " has " + llvm::Twine(rank.tensors_size()) + " tensors, rank 0's '" +
+                               rank0.file_name() + "' " + llvm::Twine(rank0.tensors_size()) +
+                               "; every rank has the same tensor table");
+  for (int i = 0; i < rank.tensors_size(); ++i) {
+    const WeightsFile::Tensor &a = rank.tensors(i), &b = rank0.tensors(i);
+    if (a.name() != b.name() || a.dtype() != b.dtype() || a.offset() != b.offset() || a.bytes() != b.bytes() ||
+        !std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end()))
+      return fileError(path, what + " tensor " + llvm::Twine(i) + " ('" + a.name() + "' at offset " +
+                                 llvm::Twine(a.offset()) + ") differs from rank 0's ('" + b.name() + "' at offset " +
+                                 llvm::Twine(b.offset()) + "); every rank has the same tensor table");
+  }
+  return llvm::Error::success();
+}
+
+/// Maps the sidecar `entry` names (next to the plan at `path`) and checks its
+/// size and, unless `verify` is No, its checksum.
+llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> mapSidecar(llvm::StringRef path, const WeightsFile &entry,
+                                                               VerifyWeights verify) {
+  llvm::SmallString<256> sidecarPath = llvm::sys::path::parent_path(path);
+  llvm::sys::path::append(sidecarPath, entry.file_name());
+  llvm::Expected<uint64_t> sidecarBytes =
+      regularFileSize(sidecarPath, "the plan's weights sidecar", "the plan's weights sidecar");
+  if (!sidecarBytes)
+    return sidecarBytes.takeError();
+  if (*sidecarBytes != entry.bytes())
+    return fileError(sidecarPath, "file is " + llvm::Twine(*sidecarBytes) + " bytes, " + path + " says " +
+                                      llvm::Twine(entry.bytes()));
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> mapped =
+      llvm::MemoryBuffer::getFile(sidecarPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (!mapped)
+    return fileError(sidecarPath, "cannot read: " + mapped.getError().message());
+  if ((*mapped)->getBufferSize() != entry.bytes())
+    return fileError(sidecarPath, "file is " + llvm::Twine((*mapped)->getBufferSize()) + " bytes, " + path +
+                                      " says " + llvm::Twine(entry.bytes()));
+  if (verify == VerifyWeights::Yes)
+    if (llvm::Error error = verifyWeightsChecksum(
+            llvm::ArrayRef<char>((*mapped)->getBufferStart(), (*mapped)->getBufferSize()), entry.xxh64(),
+            sidecarPath))
+      return error;
+  return std::move(*mapped);
+}
+
 } // namespace
 
 const char *LoadedPlan::tensorData(const WeightsFile::Tensor &tensor) const {
@@ -610,29 +747,20 @@ llvm::Expected<LoadedPlan> readPlan(llvm::StringRef path, VerifyWeights verify) 
     return error;
   if (llvm::Error error = checkWeightsTable(path, weights))
     return error;
-
-  llvm::SmallString<256> sidecarPath = llvm::sys::path::parent_path(path);
-  llvm::sys::path::append(sidecarPath, weights.file_name());
-  llvm::Expected<uint64_t> sidecarBytes = regularFileSize(sidecarPath, "the plan's weights sidecar", "the plan's weights sidecar");
-  if (!sidecarBytes)
-    return sidecarBytes.takeError();
-  if (*sidecarBytes != weights.bytes())
-    return fileError(sidecarPath, "file is " + llvm::Twine(*sidecarBytes) + " bytes, " + path + " says " +
-                                      llvm::Twine(weights.bytes()));
-
-  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> mapped =
-      llvm::MemoryBuffer::getFile(sidecarPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-  if (!mapped)
-    return fileError(sidecarPath, "cannot read: " + mapped.getError().message());
-  loaded.weights = std::move(*mapped);
-  if (loaded.weights->getBufferSize() != weights.bytes())
-    return fileError(sidecarPath, "file is " + llvm::Twine(loaded.weights->getBufferSize()) + " bytes, " + path +
-                                      " says " + llvm::Twine(weights.bytes()));
-  if (verify == VerifyWeights::Yes)
-    if (llvm::Error error = verifyWeightsChecksum(
-            llvm::ArrayRef<char>(loaded.weights->getBufferStart(), loaded.weights->getBufferSize()), weights.xxh64(),
-            sidecarPath))
+  for (const WeightsFile &rankWeights : loaded.plan.rank_weights())
+    if (llvm::Error error = checkRankWeightsTable(path, weights, rankWeights))
       return error;
+
+  auto mapped = mapSidecar(path, weights, verify);
+  if (!mapped)
+    return mapped.takeError();
+  loaded.weights = std::move(*mapped);
+  for (const WeightsFile &rankWeights : loaded.plan.rank_weights()) {
+    auto rankMapped = mapSidecar(path, rankWeights, verify);
+    if (!rankMapped)
+      return rankMapped.takeError();
+    loaded.rankWeights.push_back(std::move(*rankMapped));
+  }
   return loaded;
 }
 
@@ -714,6 +842,14 @@ std::string describePlan(const Plan &plan) {
   os << "weights: " << humanBytes(weights.bytes()) << " in " << weights.tensors_size() << " tensors ("
      << (weights.file_name().empty() ? "no file" : weights.file_name()) << ", xxh64 "
      << llvm::format_hex(weights.xxh64(), 18) << ")\n";
+  if (plan.tensor_parallel() > 0) {
+    os << "tensor parallel: " << plan.tensor_parallel() << (plan.tensor_parallel() == 1 ? " rank" : " ranks")
+       << " (sizes are per rank); weights of rank 0 in " << weights.file_name();
+    for (int r = 0; r < plan.rank_weights_size(); ++r)
+      os << ", rank " << r + 1 << " in " << plan.rank_weights(r).file_name() << " (xxh64 "
+         << llvm::format_hex(plan.rank_weights(r).xxh64(), 18) << ")";
+    os << "\n";
+  }
   return os.str();
 }
 

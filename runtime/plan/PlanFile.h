@@ -29,14 +29,20 @@
 #include "llvm/Support/Error.h"
 #include "llvm/Support/MemoryBuffer.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace llamac::runtime {
 
 /// The plan format this build writes and reads (Plan.format_version).
 constexpr uint32_t kPlanFormatVersion = 1;
+/// The format of tensor parallel plans (Plan.tensor_parallel > 0): version 1
+/// plus collectives, the RANK argument and one sidecar per rank. Readers of
+/// version 1 only would misread them; this build reads both.
+constexpr uint32_t kPlanFormatVersionTensorParallel = 2;
 /// Every tensor in the weights sidecar starts at a multiple of this.
 constexpr uint32_t kWeightsAlignment = 256;
 
@@ -81,7 +87,8 @@ private:
   void discard();
   void closeAndRemoveTemp();
 
-  friend llvm::Error writePlan(const llamac::plan::Plan &, llvm::StringRef, WeightsWriter &);
+  friend llvm::Error writePlan(const llamac::plan::Plan &, llvm::StringRef, WeightsWriter &,
+                               llvm::MutableArrayRef<WeightsWriter>);
 
   std::string finalPath_;
   std::string tempPath_;
@@ -98,14 +105,30 @@ private:
 /// fsync, rename) and commits `weights` together with it: the sidecar must be
 /// finished, belong to `plan` (same file name, size and checksum) and sit in
 /// the plan's folder. On any failure neither the plan nor the sidecar is left
-/// behind, nor any temporary file.
-llvm::Error writePlan(const llamac::plan::Plan &plan, llvm::StringRef path, WeightsWriter &weights);
+/// behind, nor any temporary file. A tensor parallel plan has a sidecar per
+/// rank: `weights` is rank 0's, `rankWeights` those of ranks 1..N-1, described
+/// by plan.rank_weights in the same order; all are committed together.
+llvm::Error writePlan(const llamac::plan::Plan &plan, llvm::StringRef path, WeightsWriter &weights,
+                      llvm::MutableArrayRef<WeightsWriter> rankWeights = {});
 
 /// A plan read from disk, with its weights sidecar memory-mapped.
 struct LoadedPlan {
   llamac::plan::Plan plan;
   /// The whole sidecar, memory-mapped (it may be many GB: never copy it).
+  /// In a tensor parallel plan, rank 0's.
   std::unique_ptr<llvm::MemoryBuffer> weights;
+  /// A tensor parallel plan's sidecars of ranks 1..N-1, memory-mapped.
+  std::vector<std::unique_ptr<llvm::MemoryBuffer>> rankWeights;
+
+  /// Ranks the plan runs on: plan.tensor_parallel, or 1 when not partitioned.
+  unsigned ranks() const { return std::max(1u, plan.tensor_parallel()); }
+  /// Rank `rank`'s weights sidecar, and its name in the plan.
+  llvm::StringRef weightsOf(unsigned rank) const {
+    return rank == 0 ? weights->getBuffer() : rankWeights[rank - 1]->getBuffer();
+  }
+  const llamac::plan::WeightsFile &weightsFileOf(unsigned rank) const {
+    return rank == 0 ? plan.weights() : plan.rank_weights(int(rank) - 1);
+  }
 
   /// The bytes of one tensor of plan.weights() (checked by readPlan to lie
   /// inside the sidecar).
@@ -117,7 +140,9 @@ enum class VerifyWeights { Yes, No };
 /// Reads and validates `path` and its sidecar: the format version, the
 /// sidecar's size, every tensor entry (inside the file, aligned, shape
 /// matching bytes), launch kernel indices and region offsets, and, unless
-/// `verify` is No, the sidecar's checksum. Every error names the file at fault.
+/// `verify` is No, the sidecar's checksum. A tensor parallel plan's sidecars
+/// are checked likewise, each against rank 0's tensor table. Every error names
+/// the file at fault.
 llvm::Expected<LoadedPlan> readPlan(llvm::StringRef path, VerifyWeights verify = VerifyWeights::Yes);
 
 /// XXH64 (seed 0) of `data`: the checksum recorded in WeightsFile.xxh64.

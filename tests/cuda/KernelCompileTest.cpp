@@ -66,6 +66,7 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
     small.push_back(rmsnormKernel(250, t));
   }
   fused.push_back(argmaxKeysKernel(33));
+  fused.push_back(codegen::argmaxShardKeyKernel(33, 16032));
   result.push_back({"matmul", matmuls});
   result.push_back({"fused_matmul", fused});
 
@@ -97,12 +98,12 @@ TEST(KernelSources, EveryOpHasItsFile) {
        {"common.cuh", "gemv.cuh", "embedding.cuh", "rmsnorm.cuh", "rms_normalize.cuh", "matmul.cuh",
         "matmul_add.cuh", "matmul_swiglu.cuh", "matmul_qkv.cuh", "matmul_qkv_rope_kv.cuh", "rope.cuh",
         "kv_write.cuh", "attention.cuh", "silu_mul.cuh", "add.cuh", "slice.cuh", "argmax.cuh",
-        "matmul_argmax.cuh", "advance.cuh"}) {
+        "matmul_argmax.cuh", "advance.cuh", "argmax_shard.cuh"}) {
     llvm::StringRef text = codegen::kernelSource(name);
     EXPECT_TRUE(text.contains("#pragma once")) << name << " is missing or not embedded";
   }
   EXPECT_TRUE(codegen::kernelSource("no_such_file.cuh").empty());
-  EXPECT_EQ(codegen::kernelSourceFiles().size(), 19u);
+  EXPECT_EQ(codegen::kernelSourceFiles().size(), 20u);
 }
 
 TEST(KernelLaunch, ShapesCoverTheWork) {

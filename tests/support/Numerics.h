@@ -10,7 +10,7 @@
 #include "frontends/Llama2cGenerate.h"
 #include "ir/IR.h"
 #include "runtime/Weights.h"
-#include "runtime/cpu/CpuExecutor.h"
+#include "runtime/cpu/TensorParallelCpuExecutor.h"
 #include "tests/support/Errors.h"
 #include "tests/support/TestModels.h"
 
@@ -42,16 +42,13 @@ struct LoadedModel {
   llvm::StringRef bytes() const { return file->getBuffer(); }
 };
 
-/// Logits of @decode after each token of `tokens` (fed at positions 0, 1, ...).
+/// Logits of @decode after each token of `tokens` (fed at positions 0, 1, ...),
+/// of every rank together for a tensor parallel module.
 inline std::vector<std::vector<float>> decodeLogits(const ir::Module &m, llvm::StringRef weightsFile,
                                                     llvm::ArrayRef<int> tokens) {
   std::vector<std::vector<float>> out;
-  auto weights = runtime::WeightStore::create(m, weightsFile, "weights");
-  if (!weights) {
-    ADD_FAILURE() << llvm::toString(weights.takeError());
-    return out;
-  }
-  auto exec = runtime::CpuExecutor::create(m, **weights, 2);
+  // Every rank of a tensor parallel module, simulated; one for any other.
+  auto exec = runtime::TensorParallelCpuExecutor::create(m, {weightsFile}, "weights", 2);
   if (!exec) {
     ADD_FAILURE() << llvm::toString(exec.takeError());
     return out;
@@ -71,12 +68,7 @@ inline std::vector<std::vector<float>> decodeLogits(const ir::Module &m, llvm::S
 /// Greedy tokens of @decode_greedy from BOS for `steps` positions.
 inline std::vector<int> greedyTokens(const ir::Module &m, llvm::StringRef weightsFile, int steps) {
   std::vector<int> tokens;
-  auto weights = runtime::WeightStore::create(m, weightsFile, "weights");
-  if (!weights) {
-    ADD_FAILURE() << llvm::toString(weights.takeError());
-    return tokens;
-  }
-  auto exec = runtime::CpuExecutor::create(m, **weights, 2);
+  auto exec = runtime::TensorParallelCpuExecutor::create(m, {weightsFile}, "weights", 2);
   if (!exec) {
     ADD_FAILURE() << llvm::toString(exec.takeError());
     return tokens;
