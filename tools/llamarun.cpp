@@ -111,6 +111,7 @@ int runBench(runtime::Engine &engine, const runtime::LoadedPlan &plan, const ir:
     llvm::json::Object out{{"device", engine.deviceName()},
                            {"model", plan.plan.config().model_name()},
                            {"weight_dtype", plan.plan.config().weight_dtype()},
+                           {"kv_dtype", plan.plan.config().kv_dtype()},
                            {"step_weight_bytes", int64_t(weightBytes)},
                            {"weights_file_bytes", int64_t(plan.plan.memory().weight_bytes())},
                            {"tokens", benchTokens.getValue()},

@@ -30,12 +30,15 @@ protected:
   }
 };
 
-TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) {
+/// Compiles every real model with `flags` and checks the GPU against the CPU
+/// executor: logits, greedy steps, chained greedy steps.
+void compareWithCpu(const std::string &flags) {
   test::TempDir dir;
   for (const auto &model : test::kRealModels) {
-    SCOPED_TRACE(model.file);
+    SCOPED_TRACE(std::string(model.file) + " " + flags);
     std::string plan = dir.file(std::string(model.file) + ".pb");
-    std::string cmd = toolsDir() + "/llamac compile " + test::modelPath(model.file) + " -o " + plan + " --arch sm_90";
+    std::string cmd =
+        toolsDir() + "/llamac compile " + test::modelPath(model.file) + " -o " + plan + " --arch sm_90 " + flags;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto loaded = runtime::readPlan(plan);
     ASSERT_TRUE(bool(loaded)) << llvm::toString(loaded.takeError());
@@ -62,7 +65,8 @@ TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) {
       EXPECT_LE(err, 1e-5) << "position " << pos;
       token = (pos * 131 + 7) % vocab; // fixed, awkward inputs rather than argmax feedback
     }
-    std::printf("%s: largest relative logit error GPU vs CPU over %d steps: %.3g\n", model.file, steps, worst);
+    std::printf("%s %s: largest relative logit error GPU vs CPU over %d steps: %.3g\n", model.file, flags.c_str(), steps,
+                worst);
 
     // Greedy decoding through the fused classifier+argmax path.
     int cpuToken = 1, gpuToken = 1;
@@ -98,6 +102,15 @@ TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) {
     }
     EXPECT_EQ(gpuTokens, cpuTokens);
   }
+}
+
+TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu(""); }
+
+// A 16-bit KV cache: the CPU executor rounds what it caches exactly as the
+// kernels store it, so the two still agree to 1e-5.
+TEST_F(GpuEndToEnd, HalfKvCacheMatchesTheCpuExecutor) {
+  compareWithCpu("--kv-dtype f16");
+  compareWithCpu("--kv-dtype bf16");
 }
 
 } // namespace
