@@ -31,8 +31,9 @@ protected:
 };
 
 /// Compiles every real model with `flags` and checks the GPU against the CPU
-/// executor: logits, greedy steps, chained greedy steps.
-void compareWithCpu(const std::string &flags) {
+/// executor: logits within `tolerance`, greedy steps and chained greedy steps
+/// token for token.
+void compareWithCpu(const std::string &flags, double tolerance) {
   test::TempDir dir;
   for (const auto &model : test::kRealModels) {
     SCOPED_TRACE(std::string(model.file) + " " + flags);
@@ -62,7 +63,7 @@ void compareWithCpu(const std::string &flags) {
       ASSERT_EQ(int(b->size()), vocab);
       double err = test::relativeError(*b, cpuLogits);
       worst = std::max(worst, err);
-      EXPECT_LE(err, 1e-5) << "position " << pos;
+      EXPECT_LE(err, tolerance) << "position " << pos;
       token = (pos * 131 + 7) % vocab; // fixed, awkward inputs rather than argmax feedback
     }
     std::printf("%s %s: largest relative logit error GPU vs CPU over %d steps: %.3g\n", model.file, flags.c_str(), steps,
@@ -104,13 +105,17 @@ void compareWithCpu(const std::string &flags) {
   }
 }
 
-TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu(""); }
+TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu("", 1e-5); }
 
-// A 16-bit KV cache: the CPU executor rounds what it caches exactly as the
-// kernels store it, so the two still agree to 1e-5.
+// A 16-bit KV cache: the CPU executor rounds what it caches as the kernels
+// store it (round to nearest even). But K and V differ by ~1e-6 between the
+// two before rounding, and a value near a rounding boundary then lands one
+// 16-bit ulp apart, so the logits agree to the cache dtype's rounding unit
+// (f16 2^-11, bf16 2^-8; seen on the H100: at most 1.6e-4 and 1.0e-3), not
+// to 1e-5. Greedy tokens must still be identical.
 TEST_F(GpuEndToEnd, HalfKvCacheMatchesTheCpuExecutor) {
-  compareWithCpu("--kv-dtype f16");
-  compareWithCpu("--kv-dtype bf16");
+  compareWithCpu("--kv-dtype f16", 0x1p-11);
+  compareWithCpu("--kv-dtype bf16", 0x1p-8);
 }
 
 } // namespace
