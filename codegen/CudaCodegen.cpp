@@ -48,7 +48,7 @@ llvm::Error error(const llvm::Twine &msg) {
 
 class Emitter {
 public:
-  Emitter(const Module &m, plan::Plan &plan) : m_(m), plan_(plan) {
+  Emitter(const Module &m, plan::Plan &plan, unsigned gemvSplit) : m_(m), plan_(plan), gemvSplit_(gemvSplit) {
     kvLayerBytes_ = uint64_t(m.kvCache().seqLen) * m.kvCache().kvDim * byteSize(m.kvCache().dtype);
     // After the planned arena: state that kernels keep between launches
     // (zeroed once by the runtime), then scratch that one kernel hands the
@@ -117,6 +117,7 @@ private:
   const Module &m_;
   plan::Plan &plan_;
   plan::Function *function_ = nullptr;
+  unsigned gemvSplit_ = 0;
   uint64_t kvLayerBytes_ = 0, stateOffset_ = 0, scratchOffset_ = 0, scratchBytes_ = 0;
   std::vector<KernelWrapper> kernels_;
   std::vector<std::vector<std::string>> kernelOps_; // the IR ops each kernel implements, for --emit=cuda
@@ -158,7 +159,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   auto wtype = [&](unsigned i) { return x(i)->type().dtype; };
   const DType kvType = m_.kvCache().dtype;
   // The matmul family: warps per row, from the rows of operand 1 (gemv.cuh).
-  auto split = [&] { return int(launch::gemvSplit(dim(1, 1), byteSize(wtype(1)))); };
+  auto split = [&] { return int(gemvSplit_ ? gemvSplit_ : launch::gemvSplit(dim(1, 1), byteSize(wtype(1)))); };
   bool rms = op.hasAttr(AttrKey::rms_eps);
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
   const Value *y = op.result();
@@ -369,7 +370,10 @@ llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &pl
   for (const std::string &arch : options.archs)
     if (!llvm::StringRef(arch).startswith("sm_") || arch.size() < 5)
       return error("--arch takes names like sm_80 or sm_90, got '" + arch + "'");
-  Emitter emitter(m, plan);
+  if (options.gemvSplit != 0 && options.gemvSplit != 1 && options.gemvSplit != 2 && options.gemvSplit != 4 &&
+      options.gemvSplit != 8)
+    return error(llvm::formatv("the warps per matmul row must be 1, 2, 4 or 8, got {0}", options.gemvSplit));
+  Emitter emitter(m, plan, options.gemvSplit);
   for (const auto &f : m.functions())
     if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;
   if (const Function *greedy = m.function("decode_greedy"))

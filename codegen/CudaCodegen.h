@@ -37,6 +37,9 @@ struct CudaOptions {
   /// Weights must already point into the plan's weights file (their offsets
   /// become launch arguments). Off for --emit=cuda and compile-only tests.
   bool requireWeightsFile = true;
+  /// Warps per matmul row (1, 2, 4 or 8) for every matmul; 0 picks it per
+  /// shape (launch::gemvSplit). For tuning experiments.
+  unsigned gemvSplit = 0;
 };
 
 /// Fills plan.kernels and plan.functions, and grows plan.memory's arena by

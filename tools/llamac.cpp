@@ -68,6 +68,8 @@ cl::opt<unsigned> tensorParallel("tp",
 cl::list<std::string> archs("arch", cl::desc("GPU architectures to compile kernels for (default sm_80,sm_86,sm_89,sm_90)"),
                             cl::CommaSeparated, cl::sub(compileCmd), cl::cat(category));
 enum class Emit { Ir, OptIr, Cuda, Plan };
+cl::opt<unsigned> gemvSplit("gemv-split", cl::desc("Warps per matmul row, 1/2/4/8 (default: from each shape)"),
+                            cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
 cl::opt<Emit> emit("emit", cl::desc("What to write"), cl::init(Emit::Plan),
                    cl::values(clEnumValN(Emit::Ir, "ir", "The IR as imported, before any pass"),
                               clEnumValN(Emit::OptIr, "opt-ir", "The optimized, memory-planned IR"),
@@ -220,6 +222,7 @@ int compile() {
 
   codegen::CudaOptions cudaOptions;
   if (!archs.empty()) cudaOptions.archs.assign(archs.begin(), archs.end());
+  cudaOptions.gemvSplit = gemvSplit;
   if (emit == Emit::Cuda) {
     plan::Plan p;
     cudaOptions.compile = false;
