@@ -158,8 +158,11 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   auto dim = [&](unsigned i, unsigned d = 0) { return int(x(i)->type().shape[d]); };
   auto wtype = [&](unsigned i) { return x(i)->type().dtype; };
   const DType kvType = m_.kvCache().dtype;
-  // The matmul family: warps per row, from the rows of operand 1 (gemv.cuh).
-  auto split = [&] { return int(gemvSplit_ ? gemvSplit_ : launch::gemvSplit(dim(1, 1), byteSize(wtype(1)))); };
+  // The matmul family: warps per task of `rowsPerTask` rows, `rows` rows of
+  // operand 1's row length in all (gemv.cuh).
+  auto split = [&](int rows, int rowsPerTask) {
+    return int(gemvSplit_ ? gemvSplit_ : launch::gemvSplit(rows, dim(1, 1), byteSize(wtype(1)), rowsPerTask));
+  };
   bool rms = op.hasAttr(AttrKey::rms_eps);
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
   const Value *y = op.result();
@@ -177,39 +180,45 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     launch(rmsNormalizeKernel(dim(0), float(op.floatAttr(AttrKey::eps))), launch::rmsNormalize(),
            {arena(x(0)), arena(y)}, text);
     break;
-  case OpKind::MatMul:
-    launch(matmulKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()), launch::matmul(dim(1, 0), split()),
+  case OpKind::MatMul: {
+    int n = dim(1, 0), s = split(n, 1);
+    launch(matmulKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmul(n, s),
            {arena(x(0)), weight(x(1)), arena(y)}, text);
     break;
-  case OpKind::MatMulAdd:
-    launch(matmulAddKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()),
-           launch::matmulAdd(dim(1, 0), split()),
+  }
+  case OpKind::MatMulAdd: {
+    int n = dim(1, 0), s = split(n, 1);
+    launch(matmulAddKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulAdd(n, s),
            {arena(x(0)), weight(x(1)), arena(x(2)), arena(y)}, text);
     break;
-  case OpKind::MatMulSwiglu:
-    launch(matmulSwigluKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split()),
-           launch::matmulSwiglu(dim(1, 0), split()),
+  }
+  case OpKind::MatMulSwiglu: {
+    int n = dim(1, 0), s = split(2 * n, 2);
+    launch(matmulSwigluKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulSwiglu(n, s),
            {arena(x(0)), weight(x(1)), weight(x(2)), arena(y)}, text);
     break;
-  case OpKind::MatMulQkv:
-    launch(matmulQkvKernel(dim(1, 0), dim(2, 0), dim(3, 0), dim(1, 1), wtype(1), rms, eps, split()),
-           launch::matmulQkv(dim(1, 0) + dim(2, 0) + dim(3, 0), split()),
+  }
+  case OpKind::MatMulQkv: {
+    int n = dim(1, 0) + dim(2, 0) + dim(3, 0), s = split(n, 1);
+    launch(matmulQkvKernel(dim(1, 0), dim(2, 0), dim(3, 0), dim(1, 1), wtype(1), rms, eps, s), launch::matmulQkv(n, s),
            {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), arena(y)}, text);
     break;
+  }
   case OpKind::MatMulQkvRopeKv: {
     int64_t layer = op.intAttr(AttrKey::layer);
+    int s = split(dim(1, 0) + 2 * dim(2, 0), 2);
     launch(matmulQkvRopeKvKernel(dim(1, 0), dim(2, 0), dim(1, 1), int(op.intAttr(AttrKey::head_size)), wtype(1), rms,
-                                 eps, float(op.floatAttr(AttrKey::theta)), split(), kvType),
-           launch::matmulQkvRopeKv(dim(1, 0), dim(2, 0), split()),
+                                 eps, float(op.floatAttr(AttrKey::theta)), s, kvType),
+           launch::matmulQkvRopeKv(dim(1, 0), dim(2, 0), s),
            {arena(x(0)), weight(x(1)), weight(x(2)), weight(x(3)), pos, kv(layer, false), kv(layer, true), arena(y)},
            text);
     break;
   }
   case OpKind::MatMulArgMax: {
-    int n = dim(1, 0);
-    unsigned partials = launch::matmulArgmaxPartials(n, split());
+    int n = dim(1, 0), s = split(n, 1);
+    unsigned partials = launch::matmulArgmaxPartials(n, s);
     needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, split()), launch::matmulArgmax(n, split()),
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
            {arena(x(0)), weight(x(1)), scratch()}, text);
     launch(argmaxKeysKernel(int(partials)), launch::argmaxKeys(), {scratch(), arena(y)}, text);
     break;
@@ -260,10 +269,10 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     collective(Collective::ALL_GATHER, x(0)->arenaOffset(), y->arenaOffset(), x(0)->type().byteSize());
     break;
   case OpKind::MatMulArgMaxShard: {
-    int n = dim(1, 0);
-    unsigned partials = launch::matmulArgmaxPartials(n, split());
+    int n = dim(1, 0), s = split(n, 1);
+    unsigned partials = launch::matmulArgmaxPartials(n, s);
     needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, split()), launch::matmulArgmax(n, split()),
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
            {arena(x(0)), weight(x(1)), scratch()}, text);
     launch(argmaxShardKeyKernel(int(partials), n), launch::argmaxShardKey(), {scratch(), step(Arg::RANK), arena(y)},
            text);

@@ -16,12 +16,13 @@
 // K * sizeof(T) is a multiple of 16 (and W's base is aligned). Otherwise, for
 // awkward sizes such as K = 250, the scalar path reads one element per lane.
 //
-// Split-K within a block: when a row is long (K = 2048 f32, 8192 bf16), Split
-// warps (2, 4 or 8) of one block share a warp task, each taking every
-// Split-th 16-byte step of the row, and add their sums through shared memory
-// in a fixed order (deterministic). launch::gemvSplit picks the smallest
-// split that lets each lane issue all its loads of a row in one batch of
-// kGemvUnroll, so the whole matrix is requested in one wave.
+// Split-K within a block: Split warps (2, 4 or 8) of one block may share a
+// warp task, each taking every Split-th 16-byte step of the row, and add their
+// sums through shared memory in a fixed order (deterministic). It pays for
+// small one-row-per-task matrices, whose grid is otherwise a block or less
+// per SM (768x768 f32: 96 blocks); large ones already keep the memory system
+// busy and only lose (bench/NOTES.md, session 3: a sweep of every split).
+// launch::gemvSplit picks it from the shape.
 //
 // Launch shape: kGemvThreads threads (kGemvWarps warps) per block, Split
 // warps per warp task, so gemv(tasks, split) = ceil(tasks * split / 8)
@@ -41,14 +42,22 @@ namespace launch {
 /// 16-byte loads each lane issues per row before using the first.
 [[maybe_unused]] constexpr int kGemvUnroll = 8;
 
-/// Warps per warp task for rows of `k` elements of `elementBytes` bytes: the
-/// smallest of 1, 2, 4, 8 whose lanes need at most kGemvUnroll loads each.
-LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned k, unsigned elementBytes) {
+/// Matrices up to this size may split their rows over warps.
+[[maybe_unused]] constexpr unsigned long long kGemvSplitMaxBytes = 16ull << 20;
+
+/// Warps per warp task for `n` rows of `k` elements of `elementBytes` bytes,
+/// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs). From an
+/// H100 sweep (bench/split-sweep.sh): one-row tasks of matrices up to 16 MB
+/// take 4 warps when each lane would otherwise issue 8 or more loads of a
+/// row, else 2; larger matrices and row pairs take 1 (row pairs hold twice
+/// the loads in registers, and splitting them lost every time).
+LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned elementBytes,
+                                                unsigned rowsPerTask) {
+  const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
+  if (rowsPerTask != 1 || bytes > kGemvSplitMaxBytes)
+    return 1;
   const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
-  unsigned split = 1;
-  while (split < 8 && ceilDiv(loads, kWarpSize * split) > kGemvUnroll)
-    split *= 2;
-  return split;
+  return ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
 }
 
 /// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each.

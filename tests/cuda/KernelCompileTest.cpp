@@ -113,15 +113,14 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::matmulQkvRopeKv(96, 32, 1).gridX, 10u); // 80 row pairs
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
-  // Splits keep each lane's loads of a row within one unrolled batch (8).
-  EXPECT_EQ(launch::gemvSplit(768, 4), 1u);   // 192 loads per row: 6 per lane
-  EXPECT_EQ(launch::gemvSplit(2048, 4), 2u);  // 512: 16 per lane, 8 with 2 warps
-  EXPECT_EQ(launch::gemvSplit(2048, 2), 1u);  // 256: 8 per lane
-  EXPECT_EQ(launch::gemvSplit(8192, 2), 4u);  // 1024: 32 per lane
-  EXPECT_EQ(launch::gemvSplit(14336, 2), 8u); // 1792: 56 per lane, 7 with 8 warps
-  EXPECT_EQ(launch::gemvSplit(65536, 2), 8u); // at most 8 warps: 32 per lane
-  EXPECT_EQ(launch::gemvSplit(250, 4), 1u);   // scalar path: 250 loads, 8 per lane
-  EXPECT_EQ(launch::gemvSplit(1001, 4), 4u);  // scalar path: 1001 loads, 8 per lane with 4 warps
+  // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB, else 1.
+  EXPECT_EQ(launch::gemvSplit(768, 768, 4, 1), 2u);     // 2.4 MB, 6 loads per lane
+  EXPECT_EQ(launch::gemvSplit(768, 2048, 4, 1), 4u);    // 6.3 MB, 16 loads per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 2048, 2, 1), 4u);   // 8.4 MB, 8 loads per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 1u);   // 33.5 MB
+  EXPECT_EQ(launch::gemvSplit(32000, 768, 4, 1), 1u);   // a classifier, 98 MB
+  EXPECT_EQ(launch::gemvSplit(4096, 768, 4, 2), 1u);    // row pairs never split
+  EXPECT_EQ(launch::gemvSplit(257, 250, 4, 1), 4u);     // scalar path: 250 loads, 8 per lane
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
   EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 32u);
   EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 32u * 130u);

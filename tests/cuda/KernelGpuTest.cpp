@@ -440,8 +440,8 @@ const MatmulSize kMatmulSizes[] = {{257, 250, true}, {64, 264, false}, {300, 204
 
 /// The splits (warps per row) a matmul test runs: the code generator's pick
 /// for the shape, and `other`.
-std::vector<int> splitsFor(int k, DType t, int other) {
-  int chosen = defaultSplit(k, t);
+std::vector<int> splitsFor(int n, int k, DType t, int rowsPerTask, int other) {
+  int chosen = defaultSplit(n, k, t, rowsPerTask);
   return chosen == other ? std::vector<int>{chosen} : std::vector<int>{chosen, other};
 }
 
@@ -475,14 +475,14 @@ TEST_F(KernelGpuTest, MatmulAdd) {
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : sizes)
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 8))
+      for (int split : splitsFor(s.n, s.k, t, 1, 8))
         wrappers.push_back(matmulAddKernel(s.n, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
   for (const MatmulSize &s : sizes) {
     std::vector<float> x = randomVector(rng, s.k);
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 8)) {
+      for (int split : splitsFor(s.n, s.k, t, 1, 8)) {
         const KernelWrapper &wrapper = wrappers[next++];
         std::vector<float> r = randomVector(rng, s.n);
         Weights w = randomWeights(rng, size_t(s.n) * s.k, t);
@@ -505,7 +505,7 @@ TEST_F(KernelGpuTest, MatmulSwiglu) {
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : sizes)
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 2))
+      for (int split : splitsFor(2 * s.n, s.k, t, 2, 2))
         wrappers.push_back(matmulSwigluKernel(s.n, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
@@ -513,7 +513,7 @@ TEST_F(KernelGpuTest, MatmulSwiglu) {
     std::vector<float> x = randomVector(rng, s.k);
     double scale = s.rms ? rmsScale(x, s.k) : 1.0;
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 2)) {
+      for (int split : splitsFor(2 * s.n, s.k, t, 2, 2)) {
         const KernelWrapper &wrapper = wrappers[next++];
         Weights w1 = randomWeights(rng, size_t(s.n) * s.k, t), w3 = randomWeights(rng, size_t(s.n) * s.k, t);
         std::vector<double> a = referenceMatmul(x, w1.values, s.n, s.k, scale);
@@ -538,7 +538,7 @@ TEST_F(KernelGpuTest, MatmulQkv) {
   std::vector<KernelWrapper> wrappers;
   for (const Size &s : sizes)
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 4))
+      for (int split : splitsFor(s.nq + s.nk + s.nv, s.k, t, 1, 4))
         wrappers.push_back(matmulQkvKernel(s.nq, s.nk, s.nv, s.k, t, s.rms, split));
   Kernels kernels(wrappers);
   size_t next = 0;
@@ -546,7 +546,7 @@ TEST_F(KernelGpuTest, MatmulQkv) {
     std::vector<float> x = randomVector(rng, s.k);
     double scale = s.rms ? rmsScale(x, s.k) : 1.0;
     for (DType t : kWeightTypes)
-      for (int split : splitsFor(s.k, t, 4)) {
+      for (int split : splitsFor(s.nq + s.nk + s.nv, s.k, t, 1, 4)) {
         const KernelWrapper &wrapper = wrappers[next++];
         Weights wq = randomWeights(rng, size_t(s.nq) * s.k, t), wk = randomWeights(rng, size_t(s.nk) * s.k, t),
                 wv = randomWeights(rng, size_t(s.nv) * s.k, t);
@@ -580,7 +580,7 @@ TEST_F(KernelGpuTest, MatmulQkvRopeKv) {
       {256, 128, 256, 128, 8192, 4000, true, DType::f32, DType::f16},
   };
   for (const Size &s : sizes)
-    for (int split : splitsFor(s.k, s.type, 2)) {
+    for (int split : splitsFor(s.nq + 2 * s.nk, s.k, s.type, 2, 2)) {
       KernelWrapper wrapper =
           codegen::matmulQkvRopeKvKernel(s.nq, s.nk, s.k, s.headSize, s.type, s.rms, kTestEps, kTestTheta, split, s.kv);
       Kernels kernels({wrapper});
@@ -628,7 +628,7 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
   };
   const Size sizes[] = {{257, 250, true, DType::f32}, {32000, 64, false, DType::f16}, {4099, 264, true, DType::bf16}};
   for (const Size &s : sizes)
-    for (int split : splitsFor(s.k, s.type, 4)) {
+    for (int split : splitsFor(s.n, s.k, s.type, 1, 4)) {
       const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
       KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, s.rms, split);
       KernelWrapper stage2 = argmaxKeysKernel(int(partials));

@@ -33,8 +33,11 @@ using codegen::sliceKernel;
 
 inline KernelWrapper rmsnormKernel(int d, ir::DType gain) { return codegen::rmsnormKernel(d, gain, kTestEps); }
 inline KernelWrapper rmsNormalizeKernel(int d) { return codegen::rmsNormalizeKernel(d, kTestEps); }
-/// The warps per row the code generator picks (launch::gemvSplit).
-inline int defaultSplit(int k, ir::DType w) { return int(launch::gemvSplit(unsigned(k), ir::byteSize(w))); }
+/// The warps per task the code generator picks (launch::gemvSplit) for `n`
+/// rows of `k` in tasks of `rowsPerTask` rows.
+inline int defaultSplit(int n, int k, ir::DType w, int rowsPerTask) {
+  return int(launch::gemvSplit(unsigned(n), unsigned(k), ir::byteSize(w), unsigned(rowsPerTask)));
+}
 
 inline KernelWrapper matmulKernel(int n, int k, ir::DType w, bool rms, int split) {
   return codegen::matmulKernel(n, k, w, rms, kTestEps, split);
