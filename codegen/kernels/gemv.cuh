@@ -46,18 +46,25 @@ namespace launch {
 [[maybe_unused]] constexpr unsigned long long kGemvSplitMaxBytes = 16ull << 20;
 
 /// Warps per warp task for `n` rows of `k` elements of `elementBytes` bytes,
-/// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs). From an
-/// H100 sweep (bench/split-sweep.sh): one-row tasks of matrices up to 16 MB
-/// take 4 warps when each lane would otherwise issue 8 or more loads of a
-/// row, else 2; larger matrices and row pairs take 1 (row pairs hold twice
-/// the loads in registers, and splitting them lost every time).
+/// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs), from H100
+/// measurements (bench/NOTES.md, session 3):
+///   - one-row tasks of matrices up to 16 MB: 4 warps when each lane would
+///     otherwise issue 8 or more loads of a row, else 2 (a sweep of every
+///     split on stories110M and Llama-3.2-1B; their grids are small);
+///   - row pairs up to 16 MB: 1 (splitting them lost every time);
+///   - larger matrices: the fewest warps that keep each lane within one
+///     batch of kGemvUnroll loads (Llama-3-8B: 174 tok/s with it, 158 with
+///     no split at all).
 LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned elementBytes,
                                                 unsigned rowsPerTask) {
-  const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
-  if (rowsPerTask != 1 || bytes > kGemvSplitMaxBytes)
-    return 1;
+  const unsigned long long bytes = (unsigned long long)n * k * elementBytes * 1ull;
   const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
-  return ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
+  if (bytes <= kGemvSplitMaxBytes)
+    return rowsPerTask != 1 ? 1 : ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
+  unsigned split = 1;
+  while (split < 8 && ceilDiv(loads, kWarpSize * split) > kGemvUnroll)
+    split *= 2;
+  return split;
 }
 
 /// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each.

@@ -113,14 +113,17 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::matmulQkvRopeKv(96, 32, 1).gridX, 10u); // 80 row pairs
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
-  // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB, else 1.
+  // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB, 1 for
+  // their row pairs; larger matrices: each lane within 8 loads of a row.
   EXPECT_EQ(launch::gemvSplit(768, 768, 4, 1), 2u);     // 2.4 MB, 6 loads per lane
   EXPECT_EQ(launch::gemvSplit(768, 2048, 4, 1), 4u);    // 6.3 MB, 16 loads per lane
   EXPECT_EQ(launch::gemvSplit(2048, 2048, 2, 1), 4u);   // 8.4 MB, 8 loads per lane
-  EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 1u);   // 33.5 MB
-  EXPECT_EQ(launch::gemvSplit(32000, 768, 4, 1), 1u);   // a classifier, 98 MB
-  EXPECT_EQ(launch::gemvSplit(4096, 768, 4, 2), 1u);    // row pairs never split
+  EXPECT_EQ(launch::gemvSplit(4096, 768, 4, 2), 1u);    // row pairs, 12.6 MB
   EXPECT_EQ(launch::gemvSplit(257, 250, 4, 1), 4u);     // scalar path: 250 loads, 8 per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 4u);   // 33.5 MB, 32 loads per lane
+  EXPECT_EQ(launch::gemvSplit(32000, 768, 4, 1), 1u);   // a classifier, 98 MB, 6 loads per lane
+  EXPECT_EQ(launch::gemvSplit(4096, 14336, 2, 1), 8u);  // Llama-3-8B w2: 56 loads per lane, 7 with 8 warps
+  EXPECT_EQ(launch::gemvSplit(28672, 4096, 2, 2), 2u);  // its w1/w3 pairs: 16 loads per lane
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
   EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 32u);
   EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 32u * 130u);
