@@ -18,7 +18,7 @@
 #              or more GPUs also greedy tokens --tp 2 (and 4) vs one GPU on random
 #              stories110M / Llama-3.2-1B shapes (f32, 128 steps) and the bench of
 #              the Llama-3-8B shape in bf16 at --tp 1, 2, 4 (TP_BENCH_SHAPE,
-#              TP_BENCH_DTYPE; its random f32 checkpoint takes 32 GB of disk)
+#              TP_BENCH_DTYPE, TP_BENCH_RANKS; its random f32 checkpoint takes 32 GB of disk)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -160,7 +160,7 @@ if has tp; then
     # Decode speed of the 8B shape: one GPU, then --tp 1/2/4 (one plan at a time: they are large).
     shape=${TP_BENCH_SHAPE:-llama-3-8b}; dtype=${TP_BENCH_DTYPE:-bf16}
     [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
-    for n in 0 1 2 4; do
+    for n in ${TP_BENCH_RANKS:-0 1 2 4}; do
       [ "$gpus" -ge $n ] || continue
       plan="$W/$shape.$dtype.tp$n.pb"
       llamac compile "$W/$shape.bin" -o "$plan" --tp $n --dtype $dtype --max-seq-len 1024 --arch sm_90 2>>"$OUT/llamac.err" \
