@@ -33,7 +33,7 @@ LLAMAC_HOST_DEVICE constexpr Shape advance() { return {1, 1, kWarpSize, 0}; }
 } // namespace launch
 
 #if LLAMAC_DEVICE_CODE
-__device__ __forceinline__ void advance_greedy(const int *__restrict__ produced, int *__restrict__ token,
+__device__ __forceinline__ void advance_greedy(const int *produced, int *__restrict__ token,
                                                int *__restrict__ pos, int *__restrict__ history) {
   if (threadIdx.x != 0)
     return;

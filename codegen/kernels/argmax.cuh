@@ -80,7 +80,7 @@ template <int Threads> __device__ __forceinline__ unsigned long long blockMaxKey
 } // namespace detail
 
 template <int N>
-__device__ __forceinline__ void argmax(const float *__restrict__ x, int *__restrict__ token) {
+__device__ __forceinline__ void argmax(const float *x, int *__restrict__ token) {
   constexpr int kThreads = launch::kArgmaxThreads;
   unsigned long long key = 0;
   for (int i = threadIdx.x; i < N; i += kThreads)

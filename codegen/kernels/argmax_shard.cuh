@@ -33,7 +33,7 @@ LLAMAC_HOST_DEVICE constexpr Shape argmaxShardKey() { return {1, 1, kArgmaxThrea
 
 #if LLAMAC_DEVICE_CODE
 template <int PartialKeys, int Rows>
-__device__ __forceinline__ void argmax_shard_key(const unsigned long long *__restrict__ partialKeys, int rank,
+__device__ __forceinline__ void argmax_shard_key(const unsigned long long *partialKeys, int rank,
                                                  unsigned long long *__restrict__ key) {
   constexpr int kThreads = launch::kArgmaxThreads;
   unsigned long long best = 0;

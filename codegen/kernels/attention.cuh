@@ -93,8 +93,8 @@ constexpr int floorPow2(int n) { return n >= 2 ? 2 * floorPow2(n / 2) : 1; }
 /// sq holds the head's query (16-byte aligned); sScores has room for t1 - t0 floats.
 /// The whole block calls it; m and l reach every thread, sAcc is complete on return.
 template <int KVDim, int HS, int Threads, typename KvT>
-__device__ __forceinline__ void attendRange(const float *sq, const KvT *__restrict__ kcache,
-                                            const KvT *__restrict__ vcache, int kvOffset, int t0,
+__device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
+                                            const KvT *vcache, int kvOffset, int t0,
                                             int t1, float *sScores, float *sAcc, float &m, float &l) {
   static_assert(HS <= Threads, "a thread per output element");
   const int n = t1 - t0;
@@ -172,8 +172,8 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *__restri
 } // namespace detail
 
 template <int H, int KVH, int HS, int S, typename KvT = float>
-__device__ __forceinline__ void attention(const float *__restrict__ q, const int *__restrict__ pos,
-                                          const KvT *__restrict__ kcache, const KvT *__restrict__ vcache,
+__device__ __forceinline__ void attention(const float *q, const int *pos,
+                                          const KvT *kcache, const KvT *vcache,
                                           float *__restrict__ out) {
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   static_assert(S <= launch::kAttentionMaxSeqLen, "use attention_split for longer contexts");
@@ -193,9 +193,9 @@ __device__ __forceinline__ void attention(const float *__restrict__ q, const int
 }
 
 template <int H, int KVH, int HS, int S, typename KvT = float>
-__device__ __forceinline__ void attention_split(const float *__restrict__ q, const int *__restrict__ pos,
-                                                const KvT *__restrict__ kcache,
-                                                const KvT *__restrict__ vcache, float *partials,
+__device__ __forceinline__ void attention_split(const float *q, const int *pos,
+                                                const KvT *kcache,
+                                                const KvT *vcache, float *partials,
                                                 unsigned *__restrict__ counters, float *__restrict__ out) {
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   constexpr int kThreads = launch::kAttentionThreads, kChunk = launch::kAttentionChunk;

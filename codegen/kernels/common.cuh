@@ -155,7 +155,14 @@ template <typename T> __device__ __forceinline__ float4 load4(const T *p) {
 /// Programmatic dependent launch (sm_90): every generated kernel first lets
 /// the next kernel of the graph launch, then waits until the kernel before it
 /// has finished and its writes are visible. Between the two, a kernel may
-/// only read what no earlier kernel writes (weights). On older GPUs, and
+/// only read what no earlier kernel writes (weights).
+///
+/// Only weights may be read through `const T *__restrict__` pointers: NVVM
+/// turns such reads into invariant loads (ld.global.nc), which it may move
+/// above the asm of the wait, "memory" clobber or not. An activation read
+/// that way was once hoisted above the wait in the scalar (odd K) gemv path,
+/// and read the previous kernel's output before it was written.
+/// KernelSources.NoRestrictOnActivations checks every kernel file. On older GPUs, and
 /// when the launch has no programmatic dependency, both are no-ops.
 __device__ __forceinline__ void allowDependentLaunch() {
 #if __CUDA_ARCH__ >= 900

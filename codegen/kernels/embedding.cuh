@@ -27,7 +27,7 @@ LLAMAC_HOST_DEVICE constexpr Shape embedding(unsigned d) { return elementwise(d)
 
 #if LLAMAC_DEVICE_CODE
 template <int D, typename T>
-__device__ __forceinline__ void embedding(const T *__restrict__ table, const int *__restrict__ token,
+__device__ __forceinline__ void embedding(const T *__restrict__ table, const int *token,
                                           float *__restrict__ y) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < D)

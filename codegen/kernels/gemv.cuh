@@ -147,7 +147,7 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 /// their latency overlaps the previous kernel's tail. Only then is x (which
 /// the previous kernel wrote) read. Warps that call this need no other wait.
 template <int K, typename T, int R, bool RmsPrologue, int Split>
-__device__ __forceinline__ void warpDots(const float *__restrict__ x, float eps, const T *const (&rows)[R],
+__device__ __forceinline__ void warpDots(const float *x, float eps, const T *const (&rows)[R],
                                          float (&dots)[R]) {
   static_assert(Split == 1 || Split == 2 || Split == 4 || Split == 8, "1, 2, 4 or 8 warps per task");
   constexpr int kStride = Split * kWarpSize; // lanes that share a row

@@ -28,8 +28,8 @@ LLAMAC_HOST_DEVICE constexpr Shape kvWrite(unsigned nk) { return elementwise(nk)
 
 #if LLAMAC_DEVICE_CODE
 template <int Nk, typename KvT>
-__device__ __forceinline__ void kv_write(const float *__restrict__ k, const float *__restrict__ v,
-                                         const int *__restrict__ pos, KvT *__restrict__ kcache,
+__device__ __forceinline__ void kv_write(const float *k, const float *v,
+                                         const int *pos, KvT *__restrict__ kcache,
                                          KvT *__restrict__ vcache) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= Nk)

@@ -30,7 +30,7 @@ LLAMAC_HOST_DEVICE constexpr Shape matmul(unsigned n, unsigned split) { return g
 
 #if LLAMAC_DEVICE_CODE
 template <int N, int K, typename T, bool RmsPrologue, int Split>
-__device__ __forceinline__ void matmul(const float *__restrict__ x, const T *__restrict__ w,
+__device__ __forceinline__ void matmul(const float *x, const T *__restrict__ w,
                                        float *__restrict__ y, float eps) {
   const int row = detail::gemvWarpTask<Split>();
   if (row >= N)

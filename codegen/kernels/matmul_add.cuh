@@ -29,7 +29,7 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulAdd(unsigned n, unsigned split) { retur
 
 #if LLAMAC_DEVICE_CODE
 template <int N, int K, typename T, bool RmsPrologue, int Split>
-__device__ __forceinline__ void matmul_add(const float *__restrict__ x, const T *__restrict__ w,
+__device__ __forceinline__ void matmul_add(const float *x, const T *__restrict__ w,
                                            const float *r, float *y, float eps) {
   const int row = detail::gemvWarpTask<Split>();
   if (row >= N)

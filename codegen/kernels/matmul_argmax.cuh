@@ -43,7 +43,7 @@ LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys() { return {1, 1, kArgmaxThreads, 
 
 #if LLAMAC_DEVICE_CODE
 template <int N, int K, typename T, bool RmsPrologue, int Split>
-__device__ __forceinline__ void matmul_argmax(const float *__restrict__ x, const T *__restrict__ w,
+__device__ __forceinline__ void matmul_argmax(const float *x, const T *__restrict__ w,
                                               unsigned long long *__restrict__ partialKeys,
                                               float eps) {
   __shared__ unsigned long long warpKeys[launch::kGemvWarps];
@@ -70,7 +70,7 @@ __device__ __forceinline__ void matmul_argmax(const float *__restrict__ x, const
 }
 
 template <int PartialKeys>
-__device__ __forceinline__ void argmax_keys(const unsigned long long *__restrict__ partialKeys,
+__device__ __forceinline__ void argmax_keys(const unsigned long long *partialKeys,
                                             int *__restrict__ token) {
   constexpr int kThreads = launch::kArgmaxThreads;
   unsigned long long key = 0;

@@ -31,7 +31,7 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulQkv(unsigned nTotal, unsigned split) { 
 
 #if LLAMAC_DEVICE_CODE
 template <int Nq, int Nk, int Nv, int K, typename T, bool RmsPrologue, int Split>
-__device__ __forceinline__ void matmul_qkv(const float *__restrict__ x, const T *__restrict__ wq,
+__device__ __forceinline__ void matmul_qkv(const float *x, const T *__restrict__ wq,
                                            const T *__restrict__ wk, const T *__restrict__ wv,
                                            float *__restrict__ y, float eps) {
   const int row = detail::gemvWarpTask<Split>();

@@ -40,8 +40,8 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulQkvRopeKv(unsigned nq, unsigned nk, uns
 #if LLAMAC_DEVICE_CODE
 template <int Nq, int Nk, int K, int HeadSize, typename T, bool RmsPrologue, int Split, typename KvT = float>
 __device__ __forceinline__ void
-matmul_qkv_rope_kv(const float *__restrict__ x, const T *__restrict__ wq, const T *__restrict__ wk,
-                   const T *__restrict__ wv, const int *__restrict__ pos, KvT *__restrict__ kcache,
+matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict__ wk,
+                   const T *__restrict__ wv, const int *pos, KvT *__restrict__ kcache,
                    KvT *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
   static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
                 "whole heads of pairs");

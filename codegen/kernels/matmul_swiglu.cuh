@@ -29,7 +29,7 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulSwiglu(unsigned n, unsigned split) { re
 
 #if LLAMAC_DEVICE_CODE
 template <int N, int K, typename T, bool RmsPrologue, int Split>
-__device__ __forceinline__ void matmul_swiglu(const float *__restrict__ x, const T *__restrict__ w1,
+__device__ __forceinline__ void matmul_swiglu(const float *x, const T *__restrict__ w1,
                                               const T *__restrict__ w3, float *__restrict__ y,
                                               float eps) {
   const int row = detail::gemvWarpTask<Split>();

@@ -24,7 +24,7 @@ LLAMAC_HOST_DEVICE constexpr Shape slice(unsigned size) { return elementwise(siz
 
 #if LLAMAC_DEVICE_CODE
 template <int Offset, int Size>
-__device__ __forceinline__ void slice(const float *__restrict__ x, float *__restrict__ y) {
+__device__ __forceinline__ void slice(const float *x, float *__restrict__ y) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < Size)
     y[i] = x[Offset + i];

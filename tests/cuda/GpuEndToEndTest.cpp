@@ -7,6 +7,7 @@
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/CudaEngine.h"
 #include "tests/support/Errors.h"
+#include "tests/support/Numerics.h"
 #include "tests/support/TestModels.h"
 
 #include <gtest/gtest.h>
@@ -30,16 +31,20 @@ protected:
   }
 };
 
-/// Compiles every real model with `flags` and checks the GPU against the CPU
-/// executor: logits within `tolerance`, greedy steps and chained greedy steps
-/// token for token.
-void compareWithCpu(const std::string &flags, double tolerance) {
+/// Compiles every real model (and, with `randomShapes`, the random GQA, MQA,
+/// unshared-classifier and odd-size models) with `flags` and checks the GPU
+/// against the CPU executor: logits within `tolerance`, greedy steps and
+/// chained greedy steps token for token.
+void compareWithCpu(const std::string &flags, double tolerance, bool randomShapes = false) {
   test::TempDir dir;
-  for (const auto &model : test::kRealModels) {
-    SCOPED_TRACE(std::string(model.file) + " " + flags);
-    std::string plan = dir.file(std::string(model.file) + ".pb");
-    std::string cmd =
-        toolsDir() + "/llamac compile " + test::modelPath(model.file) + " -o " + plan + " --arch sm_90 " + flags;
+  std::vector<std::pair<std::string, std::string>> models; // name, path
+  for (const auto &model : test::kRealModels) models.emplace_back(model.file, test::modelPath(model.file));
+  if (randomShapes)
+    for (const auto &shape : test::kRandomShapes) models.emplace_back(shape.name, test::makeRandomModel(dir, shape));
+  for (const auto &[name, path] : models) {
+    SCOPED_TRACE(name + " " + flags);
+    std::string plan = dir.file(name + ".pb");
+    std::string cmd = toolsDir() + "/llamac compile " + path + " -o " + plan + " --arch sm_90 " + flags;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto loaded = runtime::readPlan(plan);
     ASSERT_TRUE(bool(loaded)) << llvm::toString(loaded.takeError());
@@ -66,8 +71,8 @@ void compareWithCpu(const std::string &flags, double tolerance) {
       EXPECT_LE(err, tolerance) << "position " << pos;
       token = (pos * 131 + 7) % vocab; // fixed, awkward inputs rather than argmax feedback
     }
-    std::printf("%s %s: largest relative logit error GPU vs CPU over %d steps: %.3g\n", model.file, flags.c_str(), steps,
-                worst);
+    std::printf("%s %s: largest relative logit error GPU vs CPU over %d steps: %.3g\n", name.c_str(), flags.c_str(),
+                steps, worst);
 
     // Greedy decoding through the fused classifier+argmax path.
     int cpuToken = 1, gpuToken = 1;
@@ -105,7 +110,7 @@ void compareWithCpu(const std::string &flags, double tolerance) {
   }
 }
 
-TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu("", 1e-5); }
+TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu("", 1e-5, /*randomShapes=*/true); }
 
 // A 16-bit KV cache: the CPU executor rounds what it caches as the kernels
 // store it (round to nearest even). But K and V differ by ~1e-6 between the

@@ -19,6 +19,9 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+#include <set>
+
 #include <algorithm>
 #include <atomic>
 #include <iostream>
@@ -104,6 +107,25 @@ TEST(KernelSources, EveryOpHasItsFile) {
   }
   EXPECT_TRUE(codegen::kernelSource("no_such_file.cuh").empty());
   EXPECT_EQ(codegen::kernelSourceFiles().size(), 20u);
+}
+
+// common.cuh: under programmatic dependent launch only weights may be read
+// through const __restrict__ pointers (invariant loads may move above the
+// dependency wait). Weight parameters are named w, w1, w3, wq, wk, wv, table
+// or g throughout the kernel files.
+TEST(KernelSources, NoRestrictOnActivations) {
+  const std::regex restrictConst(R"(const [A-Za-z_: ]+\*__restrict__ ([A-Za-z0-9_]+))");
+  const std::set<std::string> weights = {"w", "w1", "w3", "wq", "wk", "wv", "table", "g"};
+  size_t checked = 0;
+  for (llvm::StringRef name : codegen::kernelSourceFiles()) {
+    std::string text = codegen::kernelSource(name).str();
+    for (std::sregex_iterator it(text.begin(), text.end(), restrictConst), end; it != end; ++it) {
+      ++checked;
+      EXPECT_TRUE(weights.count((*it)[1].str())) << name.str() << ": '" << it->str()
+                                                 << "' reads an activation through a const __restrict__ pointer";
+    }
+  }
+  EXPECT_GT(checked, 10u) << "the pattern no longer finds the weight parameters";
 }
 
 TEST(KernelLaunch, ShapesCoverTheWork) {

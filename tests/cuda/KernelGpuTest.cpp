@@ -436,7 +436,8 @@ struct MatmulSize {
 // K = 250: the scalar path for every type. K = 264: the vector path, with a
 // partial last step. K = 8: fewer elements than lanes. N never a multiple of 8
 // except 64, whose K is the awkward one.
-const MatmulSize kMatmulSizes[] = {{257, 250, true}, {64, 264, false}, {300, 2048, true}, {5, 8, false}};
+const MatmulSize kMatmulSizes[] = {{257, 250, true}, {64, 264, false}, {300, 2048, true}, {5, 8, false},
+                                   {64, 86, false}};
 
 /// The splits (warps per row) a matmul test runs: the code generator's pick
 /// for the shape, and `other`.
@@ -501,7 +502,7 @@ TEST_F(KernelGpuTest, MatmulAdd) {
 }
 
 TEST_F(KernelGpuTest, MatmulSwiglu) {
-  const MatmulSize sizes[] = {{257, 250, true}, {100, 264, false}, {77, 4096, true}};
+  const MatmulSize sizes[] = {{257, 250, true}, {100, 264, false}, {77, 4096, true}, {86, 64, true}};
   std::vector<KernelWrapper> wrappers;
   for (const MatmulSize &s : sizes)
     for (DType t : kWeightTypes)
