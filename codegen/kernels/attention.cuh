@@ -23,9 +23,9 @@
 //    sum exp(s - m) v to a scratch buffer. The last block of a head to finish
 //    (a counter per head, in memory no other kernel uses) merges the head's
 //    chunks: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i e^(m_i-M),
-//    and resets the counter for the next step. With one chunk (pos < 256)
+//    and resets the counter for the next step. With one chunk (pos < 128)
 //    the block writes o directly. One kernel, so no second launch.
-//    Launch: launch::attentionSplit(H, S): H x ceil(S / 256) blocks of 256
+//    Launch: launch::attentionSplit(H, S): H x ceil(S / 128) blocks of 256
 //    (chunks past pos return at once).
 //    Scratch: launch::attentionPartialFloats(H, HS, S) floats; state:
 //    launch::attentionCounters(H) zeroed 32-bit counters.
@@ -57,7 +57,7 @@ namespace launch {
 
 [[maybe_unused]] constexpr int kAttentionThreads = 256;
 /// Positions one attention_split block covers.
-[[maybe_unused]] constexpr int kAttentionChunk = 256;
+[[maybe_unused]] constexpr int kAttentionChunk = 128;
 /// The longest context the one-kernel form holds in shared memory (32 KB of scores).
 [[maybe_unused]] constexpr int kAttentionMaxSeqLen = 8192;
 

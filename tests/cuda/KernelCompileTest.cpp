@@ -147,8 +147,8 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::gemvSplit(4096, 14336, 2, 1), 8u);  // Llama-3-8B w2: 56 loads per lane, 7 with 8 warps
   EXPECT_EQ(launch::gemvSplit(28672, 4096, 2, 2), 2u);  // its w1/w3 pairs: 16 loads per lane
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
-  EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 32u);
-  EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 32u * 130u);
+  EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 64u);
+  EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 64u * 130u);
 }
 
 TEST(KernelCompile, AllTemplatesAllArchsWithoutWarnings) {

@@ -717,7 +717,8 @@ TEST_F(KernelGpuTest, Attention) {
   const Size sizes[] = {
       {4, 2, 8, 7, 6},     {6, 6, 16, 1, 0},       {8, 2, 64, 512, 300},
       {2, 2, 6, 7, 3},     {4, 1, 128, 8192, 8191}, {4, 4, 128, 8192, 255},
-      {4, 2, 64, 512, 256}, // the first position of a second chunk
+      {4, 2, 64, 512, 128}, // the first position of a second chunk
+      {4, 2, 64, 512, 256}, // and of a third
       {8, 2, 64, 1024, 700, DType::f16}, {2, 2, 6, 7, 3, DType::f16}, {4, 1, 128, 2048, 1500, DType::bf16},
   };
   for (const Size &s : sizes) {
