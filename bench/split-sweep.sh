@@ -2,7 +2,7 @@
 # Tuning: decode speed and per-kernel times (Nsight Compute) of one shape with
 # every matmul forced to 1, 2, 4 and 8 warps per row, next to the per-shape
 # choice (launch::gemvSplit). On the GPU machine, .bundle carried:
-#   SHAPE=llama-3.2-1b DTYPE=bf16 bench/split-sweep.sh OUT
+#   SHAPE=llama-3.2-1b DTYPE=bf16 [SPLITS="0 1 2 4 8"] bench/split-sweep.sh OUT
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-$PWD/sweep-out}
@@ -14,7 +14,7 @@ mkdir -p "$W"
 SHAPE=${SHAPE:-llama-3.2-1b}
 DTYPE=${DTYPE:-bf16}
 [ -f "$W/$SHAPE.bin" ] || "$BIN/llamagen" --shape "$SHAPE" --seed 1 -o "$W/$SHAPE.bin" > /dev/null || exit 1
-for split in 0 1 2 4 8; do
+for split in ${SPLITS:-0 1 2 4 8}; do
   plan="$W/$SHAPE.$DTYPE.split$split.pb"
   "$BIN/llamac" compile "$W/$SHAPE.bin" -o "$plan" --dtype "$DTYPE" --arch sm_90 --gemv-split $split 2>> "$OUT/llamac.err" || continue
   "$BIN/llamarun" "$plan" --device cuda --bench --bench-tokens 128 --bench-runs 5 --json --quiet > "$OUT/split$split.json"
