@@ -3,14 +3,17 @@
 // Turns the optimized, memory-planned module (its weights already re-pointed
 // into the plan's sidecar) into CUDA:
 //
-//   1. each op becomes one launch, or two for the ops with a second
-//      reduction stage (matmul_argmax, long-context attention), of a kernel
-//      instantiated from codegen/kernels/ with the op's sizes baked in;
-//      identical instantiations (the same op shape in every layer) are one
-//      kernel;
+//   1. each op becomes one launch of a kernel instantiated from
+//      codegen/kernels/ with the op's sizes baked in (two for matmul_argmax,
+//      whose second stage reduces the blocks' keys; a collective for the
+//      tensor parallel ops); identical instantiations (the same op shape in
+//      every layer) are one kernel; a module with @decode_greedy also gets
+//      the plan function advance_greedy, which chains greedy steps;
 //   2. every launch argument is an arena offset, a weight offset, a KV cache
 //      offset, the step's token or position, so a captured graph replays
-//      unchanged; scratch for two-stage ops goes after the planned arena;
+//      unchanged; after the planned arena come state that kernels keep
+//      between launches (zeroed once) and scratch that one kernel hands the
+//      next;
 //   3. NVRTC compiles every kernel for every requested architecture, and to
 //      PTX, in parallel; a warning is an error.
 //

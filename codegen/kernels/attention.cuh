@@ -70,7 +70,7 @@ LLAMAC_HOST_DEVICE constexpr unsigned attentionChunks(unsigned seqLen) {
 LLAMAC_HOST_DEVICE constexpr Shape attentionSplit(unsigned nHeads, unsigned seqLen) {
   return {nHeads, attentionChunks(seqLen), kAttentionThreads, 0};
 }
-/// Scratch between attention_split and attention_combine: per head and chunk,
+/// Scratch where attention_split blocks leave their chunk for the merge: per head and chunk,
 /// m, l and HS sums.
 LLAMAC_HOST_DEVICE constexpr unsigned attentionPartialFloats(unsigned nHeads, unsigned headSize,
                                                              unsigned seqLen) {
