@@ -165,6 +165,16 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   };
   bool rms = op.hasAttr(AttrKey::rms_eps);
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
+  // The classifier's first stage (matmul_argmax, matmul_argmax_shard): each
+  // block's best row as a packed key in scratch; returns how many keys.
+  auto matmulArgmaxKeys = [&] {
+    int n = dim(1, 0), s = split(n, 1);
+    unsigned partials = launch::matmulArgmaxPartials(n, s);
+    needScratch(uint64_t(partials) * 8);
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
+           {arena(x(0)), weight(x(1)), scratch()}, text);
+    return partials;
+  };
   const Value *y = op.result();
   Arg pos = step(Arg::POS);
   switch (op.kind()) {
@@ -215,11 +225,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     break;
   }
   case OpKind::MatMulArgMax: {
-    int n = dim(1, 0), s = split(n, 1);
-    unsigned partials = launch::matmulArgmaxPartials(n, s);
-    needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
-           {arena(x(0)), weight(x(1)), scratch()}, text);
+    unsigned partials = matmulArgmaxKeys();
     launch(argmaxKeysKernel(int(partials)), launch::argmaxKeys(), {scratch(), arena(y)}, text);
     break;
   }
@@ -269,12 +275,8 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     collective(Collective::ALL_GATHER, x(0)->arenaOffset(), y->arenaOffset(), x(0)->type().byteSize());
     break;
   case OpKind::MatMulArgMaxShard: {
-    int n = dim(1, 0), s = split(n, 1);
-    unsigned partials = launch::matmulArgmaxPartials(n, s);
-    needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
-           {arena(x(0)), weight(x(1)), scratch()}, text);
-    launch(argmaxShardKeyKernel(int(partials), n), launch::argmaxShardKey(), {scratch(), step(Arg::RANK), arena(y)},
+    unsigned partials = matmulArgmaxKeys();
+    launch(argmaxShardKeyKernel(int(partials), dim(1, 0)), launch::argmaxShardKey(), {scratch(), step(Arg::RANK), arena(y)},
            text);
     break;
   }

@@ -41,14 +41,19 @@ public:
   virtual uint64_t kvCacheBytes() const = 0;
 
   /// Runs `steps` greedy steps from `token` at positions firstPos, firstPos+1,
-  /// ..., feeding each output back, and returns the milliseconds they took:
-  /// measured with CUDA events on the GPU, a steady clock on the CPU.
-  virtual llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) = 0;
+  /// ..., feeding each output back as the decode loop does (chains of
+  /// greedyChainLength()), and returns the milliseconds they took. The
+  /// default times runGreedySteps with a steady clock; the CUDA engine with
+  /// CUDA events.
+  virtual llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps);
   /// Device memory bandwidth in bytes per second, from a large device copy
   /// (bytes read plus bytes written), measured the same way.
   virtual llvm::Expected<double> copyBandwidth() = 0;
 
 protected:
+  /// The steps timeGreedySteps times: stepsGreedy chain after chain.
+  llvm::Error runGreedySteps(int token, int firstPos, int steps);
+
   std::vector<int> stepsOutput_; // stepsGreedy's default: grows once, then reused
 };
 

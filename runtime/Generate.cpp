@@ -19,6 +19,23 @@ llvm::Expected<llvm::ArrayRef<int>> Engine::stepsGreedy(int token, int pos, int 
   return llvm::ArrayRef<int>(stepsOutput_.data(), count);
 }
 
+llvm::Error Engine::runGreedySteps(int token, int firstPos, int steps) {
+  for (int done = 0; done < steps;) {
+    int count = std::min(greedyChainLength(), steps - done);
+    auto outputs = stepsGreedy(token, firstPos + done, count);
+    if (!outputs) return outputs.takeError();
+    token = outputs->back();
+    done += count;
+  }
+  return llvm::Error::success();
+}
+
+llvm::Expected<double> Engine::timeGreedySteps(int token, int firstPos, int steps) {
+  auto start = std::chrono::steady_clock::now();
+  if (auto e = runGreedySteps(token, firstPos, steps)) return e;
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
 llvm::Expected<GenerateResult> generate(Engine &engine, const Tokenizer *tokenizer, llvm::ArrayRef<int> prompt,
                                         int vocabSize, const GenerateOptions &options,
                                         llvm::function_ref<void(llvm::StringRef)> onText) {

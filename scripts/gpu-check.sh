@@ -112,7 +112,7 @@ if has bench; then
         case $variant in
           nopdl) env=LLAMAC_NO_PDL=1 ;;
           nochain) env=LLAMAC_CHAIN=1 ;;
-          *) env=LLAMAC_BENCH=1 ;;
+          *) env= ;;
         esac
         name="bench_${shape}_${dtype}_${tokens}"; [ $variant = default ] || name="${name}_$variant"
         env $env llamarun "$W/$shape.$dtype.pb" --device cuda --bench --bench-tokens $tokens --bench-runs 5 --json --quiet > "$OUT/$name.json" 2>>"$OUT/llamarun.err"

@@ -57,7 +57,7 @@ namespace launch {
 ///     no split at all).
 LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned elementBytes,
                                                 unsigned rowsPerTask) {
-  const unsigned long long bytes = (unsigned long long)n * k * elementBytes * 1ull;
+  const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
   const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
   if (bytes <= kGemvSplitMaxBytes)
     return rowsPerTask != 1 ? 1 : ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;

@@ -70,16 +70,6 @@ public:
     return llvm::MutableArrayRef<float>(const_cast<float *>(logits.data()), logits.size());
   }
 
-  llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override {
-    auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) {
-      auto next = stepGreedy(token, firstPos + i);
-      if (!next) return next.takeError();
-      token = *next;
-    }
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  }
-
   llvm::Expected<double> copyBandwidth() override {
     std::vector<char> a(256 << 20, 1), b(256 << 20);
     std::memcpy(b.data(), a.data(), a.size()); // warm the pages

@@ -515,16 +515,7 @@ llvm::Expected<double> timeOnStream(const CudaDriver &cu, CUstream stream, Body 
 llvm::Expected<double> CudaEngine::timeGreedySteps(int token, int firstPos, int steps) {
   // As the decode loop runs: chains of steps, each read back by the host,
   // so the events bracket exactly what a user waits for.
-  return timeOnStream(cu, stream_, [&]() -> llvm::Error {
-    for (int done = 0; done < steps;) {
-      int count = std::min(greedyChainLength(), steps - done);
-      auto outputs = stepsGreedy(token, firstPos + done, count);
-      if (!outputs) return outputs.takeError();
-      token = outputs->back();
-      done += count;
-    }
-    return llvm::Error::success();
-  });
+  return timeOnStream(cu, stream_, [&] { return runGreedySteps(token, firstPos, steps); });
 }
 
 llvm::Expected<double> CudaEngine::copyBandwidth() {

@@ -8,7 +8,6 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <functional>
@@ -160,16 +159,8 @@ public:
     return logits;
   }
 
-  /// Host time: a step is N graphs on N streams, which no one stream's events bracket.
-  llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override {
-    auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) {
-      auto next = stepGreedy(token, firstPos + i);
-      if (!next) return next.takeError();
-      token = *next;
-    }
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  }
+  // timeGreedySteps: the default, host time (a step is N graphs on N
+  // streams, which no one stream's events bracket).
 
   /// One GPU's: the ranks read their shards in parallel, each from its own memory.
   llvm::Expected<double> copyBandwidth() override {
