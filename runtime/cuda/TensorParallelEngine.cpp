@@ -6,11 +6,11 @@
 #include "runtime/cuda/CudaEngine.h"
 #include "runtime/cuda/Nccl.h"
 
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <condition_variable>
 #include <cstdlib>
-#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -40,10 +40,11 @@ public:
   }
 
   /// Runs task(r) on thread r for every rank; the error of the lowest failing
-  /// rank, naming it.
-  llvm::Error run(const std::function<llvm::Error(unsigned)> &task) {
+  /// rank, naming it. `task` is only referred to until run returns (a step
+  /// allocates nothing here).
+  llvm::Error run(llvm::function_ref<llvm::Error(unsigned)> task) {
     std::unique_lock<std::mutex> lock(mutex_);
-    task_ = &task;
+    task_ = task;
     pending_ = threads_.size();
     ++generation_;
     wake_.notify_all();
@@ -66,9 +67,9 @@ private:
       wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
       if (quit_) return;
       seen = generation_;
-      const std::function<llvm::Error(unsigned)> *task = task_;
+      llvm::function_ref<llvm::Error(unsigned)> task = task_;
       lock.unlock();
-      llvm::Error e = (*task)(rank);
+      llvm::Error e = task(rank);
       std::optional<std::string> failure;
       if (e) failure = llvm::toString(std::move(e));
       lock.lock();
@@ -80,7 +81,7 @@ private:
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<llvm::Error(unsigned)> *task_ = nullptr;
+  llvm::function_ref<llvm::Error(unsigned)> task_;
   uint64_t generation_ = 0;
   size_t pending_ = 0;
   bool quit_ = false;
@@ -120,7 +121,7 @@ private:
 
 class TensorParallelEngine : public Engine {
 public:
-  TensorParallelEngine(const Nccl &nccl, unsigned ranks) : nccl_(nccl), ranks_(ranks) {}
+  TensorParallelEngine(const Nccl &nccl, unsigned ranks) : nccl_(nccl), ranks_(ranks), tokens_(ranks, -1) {}
   ~TensorParallelEngine() override;
 
   llvm::Error init(const LoadedPlan &plan, const PlanProgram &program, llvm::raw_ostream *log);
@@ -132,7 +133,7 @@ public:
   }
 
   llvm::Expected<int> stepGreedy(int token, int pos) override {
-    std::vector<int> next(ranks_, -1);
+    std::vector<int> &next = tokens_; // one per rank, allocated once
     if (auto e = threads_->run([&](unsigned r) -> llvm::Error {
           auto t = engines_[r]->stepGreedy(token, pos);
           if (!t) return t.takeError();
@@ -196,6 +197,7 @@ private:
   std::unique_ptr<SetupBarrier> barrier_; // each rank's first collective waits here
   std::vector<std::unique_ptr<Engine>> engines_;
   std::string name0_;
+  std::vector<int> tokens_; // stepGreedy's output of each rank
 };
 
 TensorParallelEngine::~TensorParallelEngine() {
