@@ -45,6 +45,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 tokens() { llamarun "$1" --device "$2" --steps "$3" --prompt-tokens 1 --json --quiet 2>>"$OUT/llamarun.err" |
   python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))'; }
 
+# The random checkpoint of a named shape in $W, generated once per machine.
+randomModel() { [ -f "$W/$1.bin" ] || llamagen --shape "$1" --seed 1 -o "$W/$1.bin" > /dev/null; }
+
 compare() { # name plan steps
   local cpu gpu
   cpu=$(tokens "$2" cpu "$3"); gpu=$(tokens "$2" cuda "$3")
@@ -77,7 +80,7 @@ fi
 
 if has random; then
   for shape in stories110M llama-3.2-1b; do
-    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    randomModel "$shape"
     llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err" || { record "random_$shape" fail "compile failed"; continue; }
     compare "random_$shape" "$W/$shape.pb" 128
   done
@@ -104,7 +107,7 @@ if has bench; then
   # one feature off: nopdl (LLAMAC_NO_PDL=1), nochain (LLAMAC_CHAIN=1).
   for entry in ${BENCH_PLANS:-stories110M:f32}; do
     shape=${entry%%:*}; dtype=${entry##*:}
-    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    randomModel "$shape"
     [ -f "$W/$shape.$dtype.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err" \
       || { record "bench_${shape}_$dtype" fail "compile failed"; continue; }
     for tokens in ${BENCH_TOKENS:-128}; do
@@ -125,7 +128,7 @@ fi
 if has profile; then
   for entry in ${PROFILE_PLANS:-stories110M:f32}; do
     shape=${entry%%:*}; dtype=${entry##*:}
-    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    randomModel "$shape"
     [ -f "$W/$shape.$dtype.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.$dtype.pb" --dtype $dtype --arch sm_90 2>>"$OUT/llamac.err"
     ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
       llamarun "$W/$shape.$dtype.pb" --device cuda --steps 2 --prompt-tokens 1 --quiet > "$OUT/profile_${shape}_$dtype.csv" 2>"$OUT/profile_${shape}_$dtype.err"
@@ -141,7 +144,7 @@ if has tp; then
   if [ "$gpus" -ge 2 ]; then
     # Greedy tokens: --tp N on N GPUs against the unpartitioned plan on one.
     for shape in stories110M llama-3.2-1b; do
-      [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+      randomModel "$shape"
       [ -f "$W/$shape.pb" ] || llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err"
       one=$(tokens "$W/$shape.pb" cuda 128)
       for n in 2 4; do
@@ -159,7 +162,7 @@ if has tp; then
     done
     # Decode speed of the 8B shape: one GPU, then --tp 1/2/4 (one plan at a time: they are large).
     shape=${TP_BENCH_SHAPE:-llama-3-8b}; dtype=${TP_BENCH_DTYPE:-bf16}
-    [ -f "$W/$shape.bin" ] || llamagen --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null
+    randomModel "$shape"
     for n in ${TP_BENCH_RANKS:-0 1 2 4}; do
       [ "$gpus" -ge $n ] || continue
       plan="$W/$shape.$dtype.tp$n.pb"
