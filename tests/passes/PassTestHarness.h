@@ -49,6 +49,14 @@ inline unsigned countOps(const ir::Function &f, ir::OpKind kind) {
   return llvm::count_if(f.ops(), [&](const auto &op) { return op->kind() == kind; });
 }
 
+/// The pass must not fire on `m`: it reports no change and the printed IR
+/// stays the same.
+inline void expectDoesNotFire(ir::Module &m, PassFactory create) {
+  std::string before = ir::toString(m);
+  EXPECT_FALSE(runPass(m, create));
+  EXPECT_EQ(ir::toString(m), before);
+}
+
 /// The numeric half of a pass test, on the llama2.c model at `path`: imports
 /// it, applies `prepare` (prerequisite passes, or extra ops for the pass to
 /// remove), then checks that `pass` changes the module, keeps @decode's
