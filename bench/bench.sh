@@ -9,7 +9,9 @@
 #   scripts/bundle.sh                  # here: tools into .bundle/
 #   bench/bench.sh [OUT]               # there, from the repo root
 #
-# Knobs: PLANS ("shape:dtype[:kv dtype]" entries), TOKENS ("128 1024"), RUNS
+# Knobs: PLANS ("shape:dtype[:kv dtype[:flags]]" entries; flags are llamac
+# compile options without their dashes, comma-separated, a value after '=':
+# "stories110M:f32:f32:persistent,persistent-prefetch-mib=0"), TOKENS ("128 1024"), RUNS
 # (timed runs per point; the median is reported), WORK (where models go; the
 # Llama-3-8B shape needs 32 GB there for its f32 checkpoint, deleted after
 # compiling), LLAMAC (tools folder, default .bundle/bin).
@@ -27,14 +29,17 @@ RUNS=${RUNS:-5}
 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for entry in $PLANS; do
-  IFS=: read -r shape dtype kv <<< "$entry"
+  IFS=: read -r shape dtype kv flags <<< "$entry"
   kv=${kv:-f32}
-  name="$shape.$dtype.kv$kv"
+  name="$shape.$dtype.kv$kv${flags:+.${flags//[,=]/-}}"
+  options=()
+  IFS=, read -ra items <<< "${flags:-}"
+  for item in "${items[@]}"; do options+=("--${item%%=*}"); [[ $item != *=* ]] || options+=("${item#*=}"); done
   plan="$W/$name.pb"
   if [ ! -f "$plan" ]; then
     [ -f "$W/$shape.bin" ] || "$BIN/llamagen" --shape "$shape" --seed 1 -o "$W/$shape.bin" > /dev/null || exit 1
     echo "compiling $name"
-    "$BIN/llamac" compile "$W/$shape.bin" -o "$plan" --dtype "$dtype" --kv-dtype "$kv" --arch sm_90 \
+    "$BIN/llamac" compile "$W/$shape.bin" -o "$plan" --dtype "$dtype" --kv-dtype "$kv" --arch sm_90 "${options[@]}" \
       2>> "$OUT/llamac.err" || { echo "compile of $name failed (see $OUT/llamac.err)"; continue; }
     # The 8B checkpoint is 32 GB of f32: keep the disk for the next plan.
     [ "$shape" != llama-3-8b ] || rm -f "$W/$shape.bin"

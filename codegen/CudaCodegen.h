@@ -43,6 +43,10 @@ struct CudaOptions {
   /// Warps per matmul row (1, 2, 4 or 8) for every matmul; 0 picks it per
   /// shape (launch::gemvSplit). For tuning experiments.
   unsigned gemvSplit = 0;
+  /// Each function's launches become phases of one persistent kernel
+  /// (codegen/kernels/persistent.cuh), where every launch allows it (one
+  /// block size, no collectives).
+  bool persistent = false;
 };
 
 /// Fills plan.kernels and plan.functions, and grows plan.memory's arena by

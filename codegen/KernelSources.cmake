@@ -95,7 +95,8 @@ set(LLAMAC_KERNEL_FILES
   argmax.cuh
   matmul_argmax.cuh
   advance.cuh
-  argmax_shard.cuh)
+  argmax_shard.cuh
+  persistent.cuh)
 list(TRANSFORM LLAMAC_KERNEL_FILES PREPEND ${LLAMAC_KERNEL_DIR}/ OUTPUT_VARIABLE llamac_kernel_paths)
 
 set(llamac_kernel_generated ${PROJECT_BINARY_DIR}/codegen)

@@ -7,10 +7,12 @@
 #include "codegen/kernels/argmax_shard.cuh"
 #include "codegen/kernels/attention.cuh"
 #include "codegen/kernels/gemv.cuh"
+#include "codegen/kernels/persistent.cuh"
 #include "codegen/kernels/rmsnorm.cuh"
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <cassert>
 #include <functional>
 #include <set>
@@ -44,7 +46,16 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
                                    "}\n",
                                    threads, name, params, call, prefetch, wait)
                          .str();
-  return {std::move(file), std::move(name), threads, std::move(code)};
+  KernelWrapper w;
+  w.file = std::move(file);
+  w.name = std::move(name);
+  w.threads = threads;
+  w.code = std::move(code);
+  w.params = std::move(params);
+  w.call = std::move(call);
+  w.prefetch = std::move(prefetch);
+  w.waitsInTemplate = waits == Wait::InTemplate;
+  return w;
 }
 
 /// The statement prefetching a gemv kernel's rows of `weight` into L2.
@@ -167,10 +178,11 @@ KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, floa
               prefetchRows(n, k, t, "w", split), Wait::InTemplate);
 }
 
-KernelWrapper argmaxKeysKernel(int partialKeys) {
-  return make("matmul_argmax.cuh", llvm::formatv("argmax_keys_p{0}", partialKeys),
-              launch::kArgmaxThreads, "const unsigned long long* keys, int* token",
-              llvm::formatv("llamac::argmax_keys<{0}>(keys, token)", partialKeys));
+KernelWrapper argmaxKeysKernel(int partialKeys, int threads) {
+  std::string tag = threads == launch::kArgmaxThreads ? "" : llvm::formatv("_t{0}", threads).str();
+  return make("matmul_argmax.cuh", llvm::formatv("argmax_keys_p{0}{1}", partialKeys, tag), threads,
+              "const unsigned long long* keys, int* token",
+              llvm::formatv("llamac::argmax_keys<{0}, {1}>(keys, token)", partialKeys, threads));
 }
 
 KernelWrapper argmaxShardKeyKernel(int partialKeys, int rows) {
@@ -240,12 +252,60 @@ KernelWrapper advanceGreedyKernel() {
               "llamac::advance_greedy(produced, token, pos, history)");
 }
 
+KernelWrapper persistentKernel(const std::string &name, llvm::ArrayRef<PersistentPhase> phases,
+                               unsigned long long countersOffset) {
+  std::string body = llvm::formatv("  llamac::detail::startPersistent(reinterpret_cast<unsigned*>(arena_ + {0}), {1});\n",
+                                   countersOffset, phases.size())
+                         .str();
+  std::vector<std::string> files;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    const PersistentPhase &phase = phases[p];
+    const KernelWrapper &k = *phase.kernel;
+    assert(k.threads == unsigned(launch::kPersistentThreads) && "a phase of another block size");
+    if (std::find(files.begin(), files.end(), k.file) == files.end()) files.push_back(k.file);
+    body += llvm::formatv("\n  // phase {0}: {1}\n  llamac::detail::beginPhase({0});\n", p, phase.comment);
+    body += "  {\n";
+    // The wrapper's parameters become locals bound to the phase's arguments.
+    llvm::SmallVector<llvm::StringRef, 8> params;
+    llvm::StringRef(k.params).split(params, ',');
+    assert(params.size() == phase.args.size() && "one argument per wrapper parameter");
+    for (size_t i = 0; i < params.size(); ++i) {
+      llvm::StringRef decl = params[i].trim();
+      llvm::StringRef type = decl.take_front(decl.find_last_of(" *") + 1).rtrim();
+      body += llvm::formatv("    {0} = reinterpret_cast<{1}>({2});\n", decl, type, phase.args[i]);
+    }
+    body += llvm::formatv("    for (int b = blockIdx.x; b < {0}; b += gridDim.x) {{\n"
+                          "      llamac::detail::setBlock(b, {1});\n",
+                          phase.gridX * phase.gridY, phase.gridX);
+    if (!k.prefetch.empty()) body += "    " + k.prefetch;
+    if (!k.waitsInTemplate) body += "      llamac::detail::waitForPreviousKernel();\n";
+    body += "      " + k.call + ";\n    }\n  }\n";
+    body += llvm::formatv("  llamac::detail::endPhase({0});\n", p);
+  }
+  std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}(char* arena_, const char* "
+                                   "weights_, char* kv_, const int* token_, const int* pos_) {{\n{2}}\n",
+                                   launch::kPersistentThreads, name, body)
+                         .str();
+  KernelWrapper w;
+  w.file = "persistent.cuh";
+  w.name = name;
+  w.threads = unsigned(launch::kPersistentThreads);
+  w.code = std::move(code);
+  w.prelude = "#define LLAMAC_PERSISTENT 1\n";
+  w.moreFiles = std::move(files);
+  return w;
+}
+
 std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers) {
   std::string source;
+  for (const KernelWrapper &w : wrappers) source += w.prelude;
   std::set<std::string> included;
-  for (const KernelWrapper &w : wrappers)
+  for (const KernelWrapper &w : wrappers) {
     if (included.insert(w.file).second)
       source += "#include \"" + w.file + "\"\n";
+    for (const std::string &file : w.moreFiles)
+      if (included.insert(file).second) source += "#include \"" + file + "\"\n";
+  }
   for (const KernelWrapper &w : wrappers)
     source += "\n" + w.code;
   return source;
@@ -280,7 +340,11 @@ std::string selfContainedSource(llvm::ArrayRef<KernelWrapper> wrappers) {
       source += line.str() + "\n";
     }
   };
-  for (const KernelWrapper &w : wrappers) inlineFile(w.file);
+  for (const KernelWrapper &w : wrappers) source += w.prelude;
+  for (const KernelWrapper &w : wrappers) {
+    inlineFile(w.file);
+    for (const std::string &file : w.moreFiles) inlineFile(file);
+  }
   source += "\n// ----- kernels\n";
   for (const KernelWrapper &w : wrappers) source += "\n" + w.code;
   return source;

@@ -25,8 +25,18 @@ namespace llamac::codegen {
 struct KernelWrapper {
   std::string file;   // "matmul.cuh"
   std::string name;   // the extern "C" kernel name
-  unsigned threads;   // __launch_bounds__, the block size it must be launched with
+  unsigned threads = 0; // __launch_bounds__, the block size it must be launched with
   std::string code;   // the wrapper's definition
+  // The parts of `code`, for the persistent kernel, which calls the same
+  // template as one phase (makePersistentKernel):
+  std::string params;     // "const float* x, const float* w, float* y"
+  std::string call;       // "llamac::matmul<...>(x, w, y, 1e-5f)"
+  std::string prefetch;   // statements run before the wait (L2 prefetch), or ""
+  bool waitsInTemplate = false; // else the wrapper waits before the call
+  // Set only by makePersistentKernel: lines before the includes, and files
+  // included after `file`.
+  std::string prelude;
+  std::vector<std::string> moreFiles;
 };
 
 /// "float", "llamac::f16", "llamac::bf16".
@@ -45,7 +55,8 @@ KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, 
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
                                     float eps, float theta, int split, ir::DType kv = ir::DType::f32);
 KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
-KernelWrapper argmaxKeysKernel(int partialKeys);
+/// `threads`: the block size (launch::kArgmaxThreads, or the persistent kernel's).
+KernelWrapper argmaxKeysKernel(int partialKeys, int threads);
 /// Tensor parallelism: one rank's classifier key, with a global row index.
 KernelWrapper argmaxShardKeyKernel(int partialKeys, int rows);
 KernelWrapper ropeKernel(int n, int headSize, float theta);
@@ -59,6 +70,22 @@ KernelWrapper sliceKernel(int offset, int size);
 KernelWrapper argmaxKernel(int n);
 /// Not an op: chains greedy steps on the device (advance.cuh).
 KernelWrapper advanceGreedyKernel();
+
+/// One launch of a plan function, for makePersistentKernel: the kernel, its
+/// grid, and one C++ expression per parameter of the wrapper (in terms of the
+/// persistent kernel's parameters arena_, weights_, kv_, token_ and pos_).
+struct PersistentPhase {
+  const KernelWrapper *kernel;
+  unsigned gridX, gridY;
+  std::vector<std::string> args;
+  std::string comment; // the IR op, one line
+};
+
+/// The persistent kernel (persistent.cuh) `name`, running `phases` in order
+/// with its phase counters at arena offset `countersOffset`. Every phase's
+/// kernel must take launch::kPersistentThreads threads.
+KernelWrapper persistentKernel(const std::string &name, llvm::ArrayRef<PersistentPhase> phases,
+                               unsigned long long countersOffset);
 
 /// One translation unit: the includes of all wrappers, then their code.
 std::string programSource(llvm::ArrayRef<KernelWrapper> wrappers);

@@ -6,7 +6,9 @@
 #   kernels    kernel_gpu_tests: every kernel against a C++ reference;
 #              gpu_e2e_tests: whole plans, logits against the CPU executor
 #   e2e        greedy tokens CUDA vs CPU on the real models, full seq_len
+#              (plans with a kernel per op, and --persistent ones)
 #   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU
+#              (both kinds of plan)
 #   recompile  a plan with only sm_80 cubins runs by recompiling with NVRTC
 #   sanitizer  compute-sanitizer memcheck and racecheck on stories260K
 #   bench      decode tok/s against the bandwidth floor (BENCH_PLANS, e.g.
@@ -67,12 +69,17 @@ if has kernels; then
     || record gpu_e2e_tests fail "$(grep -E 'FAILED|Failure|error' "$OUT/gpu_e2e_tests.log" | head -20)"
 fi
 
+# The e2e and random steps check plans of one kernel per op and, with
+# --persistent, of one persistent kernel per step.
 if has e2e; then
   for m in stories260K:tok512.model llama2xs_gqa_model:tok512.bin aidreams260K:aidreams260K_tok512.bin; do
     name=${m%%:*}; tok=${m##*:}
-    llamac compile "$M/$name.bin" -o "$W/$name.pb" --tokenizer "$M/$tok" 2>>"$OUT/llamac.err" || { record "e2e_$name" fail "compile failed"; continue; }
-    seq=$(llamac dump "$W/$name.pb" | sed -n 's/.*max seq len \([0-9]*\).*/\1/p')
-    compare "e2e_$name" "$W/$name.pb" "$seq"
+    for variant in "" persistent; do
+      plan="$W/$name${variant:+.$variant}.pb"
+      llamac compile "$M/$name.bin" -o "$plan" --tokenizer "$M/$tok" ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "e2e_$name${variant:+_$variant}" fail "compile failed"; continue; }
+      seq=$(llamac dump "$plan" | sed -n 's/.*max seq len \([0-9]*\).*/\1/p')
+      compare "e2e_$name${variant:+_$variant}" "$plan" "$seq"
+    done
   done
   llamarun "$W/stories260K.pb" --device cuda --prompt "Once upon a time" --steps 64 > "$OUT/stories260K.txt" 2>&1
   record e2e_text info "$(head -c 300 "$OUT/stories260K.txt")"
@@ -81,8 +88,11 @@ fi
 if has random; then
   for shape in stories110M llama-3.2-1b; do
     randomModel "$shape"
-    llamac compile "$W/$shape.bin" -o "$W/$shape.pb" --max-seq-len 256 --arch sm_90 2>>"$OUT/llamac.err" || { record "random_$shape" fail "compile failed"; continue; }
-    compare "random_$shape" "$W/$shape.pb" 128
+    for variant in "" persistent; do
+      plan="$W/$shape${variant:+.$variant}.pb"
+      llamac compile "$W/$shape.bin" -o "$plan" --max-seq-len 256 --arch sm_90 ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "random_$shape${variant:+_$variant}" fail "compile failed"; continue; }
+      compare "random_$shape${variant:+_$variant}" "$plan" 128
+    done
   done
 fi
 

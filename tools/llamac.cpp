@@ -70,6 +70,11 @@ cl::list<std::string> archs("arch", cl::desc("GPU architectures to compile kerne
 enum class Emit { Ir, OptIr, Cuda, Plan };
 cl::opt<unsigned> gemvSplit("gemv-split", cl::desc("Warps per matmul row, 1/2/4/8 (default: from each shape)"),
                             cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
+cl::opt<bool> persistent("persistent",
+                         cl::desc("Run each decode step as one persistent kernel instead of a kernel per op "
+                                  "(experimental: slower on the H100 today, bench/NOTES.md; contexts of at "
+                                  "most 128 positions only, else a kernel per op)"),
+                         cl::sub(compileCmd), cl::cat(category));
 cl::opt<Emit> emit("emit", cl::desc("What to write"), cl::init(Emit::Plan),
                    cl::values(clEnumValN(Emit::Ir, "ir", "The IR as imported, before any pass"),
                               clEnumValN(Emit::OptIr, "opt-ir", "The optimized, memory-planned IR"),
@@ -223,6 +228,7 @@ int compile() {
   codegen::CudaOptions cudaOptions;
   if (!archs.empty()) cudaOptions.archs.assign(archs.begin(), archs.end());
   cudaOptions.gemvSplit = gemvSplit;
+  cudaOptions.persistent = persistent;
   if (emit == Emit::Cuda) {
     plan::Plan p;
     cudaOptions.compile = false;

@@ -24,7 +24,7 @@ LLAMAC_HOST_DEVICE constexpr Shape add(unsigned n) { return elementwise(n); }
 
 #if LLAMAC_DEVICE_CODE
 template <int N> __device__ __forceinline__ void add(const float *a, const float *b, float *y) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = detail::elementIndex();
   if (i < N)
     y[i] = a[i] + b[i];
 }

@@ -36,6 +36,12 @@
 #define LLAMAC_HOST_DEVICE
 #endif
 
+/// Set to 1 before the first include by the persistent kernel's source only
+/// (persistent.cuh).
+#ifndef LLAMAC_PERSISTENT
+#define LLAMAC_PERSISTENT 0
+#endif
+
 namespace llamac {
 
 /// 16-bit weight elements, as stored in the weights file. The kernels only
@@ -152,10 +158,20 @@ template <typename T> __device__ __forceinline__ float4 load4(const T *p) {
                      toFloat(T{(unsigned short)(raw.y & 0xffffu)}), toFloat(T{(unsigned short)(raw.y >> 16)}));
 }
 
+/// The block index a template works on. A kernel of its own uses blockIdx;
+/// inside the persistent kernel (persistent.cuh), each block takes the
+/// launches' blocks in turn and this is the one it is on.
+__device__ __forceinline__ int blockX();
+__device__ __forceinline__ int blockY();
+
+/// The first element of an element-wise kernel's thread.
+__device__ __forceinline__ int elementIndex() { return blockX() * launch::kElementwiseThreads + (int)threadIdx.x; }
+
 /// Programmatic dependent launch (sm_90): every generated kernel first lets
 /// the next kernel of the graph launch, then waits until the kernel before it
 /// has finished and its writes are visible. Between the two, a kernel may
-/// only read what no earlier kernel writes (weights).
+/// only read what no earlier kernel writes (weights). Inside the persistent
+/// kernel, the wait is for the previous phase instead (persistent.cuh).
 ///
 /// Only weights may be read through `const T *__restrict__` pointers: NVVM
 /// turns such reads into invariant loads (ld.global.nc), which it may move
@@ -165,15 +181,22 @@ template <typename T> __device__ __forceinline__ float4 load4(const T *p) {
 /// KernelSources.NoRestrictOnActivations checks every kernel file. On older GPUs, and
 /// when the launch has no programmatic dependency, both are no-ops.
 __device__ __forceinline__ void allowDependentLaunch() {
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && !LLAMAC_PERSISTENT
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+#if LLAMAC_PERSISTENT
+__device__ __forceinline__ void waitForPreviousPhase();
+__device__ __forceinline__ void waitForPreviousKernel() { waitForPreviousPhase(); }
+#else
+__device__ __forceinline__ int blockX() { return (int)blockIdx.x; }
+__device__ __forceinline__ int blockY() { return (int)blockIdx.y; }
 __device__ __forceinline__ void waitForPreviousKernel() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+#endif
 
 /// Asks L2 for `bytes` bytes at `p` (one 128-byte line per request, spread
 /// over the block's threads), so a kernel's weights stream in while the

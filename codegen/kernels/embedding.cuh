@@ -29,7 +29,7 @@ LLAMAC_HOST_DEVICE constexpr Shape embedding(unsigned d) { return elementwise(d)
 template <int D, typename T>
 __device__ __forceinline__ void embedding(const T *__restrict__ table, const int *token,
                                           float *__restrict__ y) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = detail::elementIndex();
   if (i < D)
     y[i] = detail::toFloat(table[(size_t)*token * D + i]);
 }

@@ -45,6 +45,9 @@ namespace launch {
 /// Matrices up to this size may split their rows over warps.
 [[maybe_unused]] constexpr unsigned long long kGemvSplitMaxBytes = 16ull << 20;
 
+/// Larger one-row matrices keep one warp per row up to this many loads per lane.
+[[maybe_unused]] constexpr unsigned kGemvOneWarpMaxLoads = 32;
+
 /// Warps per warp task for `n` rows of `k` elements of `elementBytes` bytes,
 /// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs), from H100
 /// measurements (bench/NOTES.md, session 3):
@@ -52,15 +55,21 @@ namespace launch {
 ///     otherwise issue 8 or more loads of a row, else 2 (a sweep of every
 ///     split on stories110M and Llama-3.2-1B; their grids are small);
 ///   - row pairs up to 16 MB: 1 (splitting them lost every time);
-///   - larger matrices: the fewest warps that keep each lane within one
+///   - larger one-row matrices: 1 while each lane issues at most
+///     kGemvOneWarpMaxLoads loads of a row (a sweep of the Llama-3-8B and
+///     Llama-3.2-1B shapes: wo, w2 of 1B and the classifiers lost 1-2 us
+///     each to a split), else as larger row pairs;
+///   - larger row pairs: the fewest warps that keep each lane within one
 ///     batch of kGemvUnroll loads (Llama-3-8B: 174 tok/s with it, 158 with
-///     no split at all).
+///     no split at all; its w2, 56 loads per lane, goes this way too).
 LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned elementBytes,
                                                 unsigned rowsPerTask) {
   const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
   const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
   if (bytes <= kGemvSplitMaxBytes)
     return rowsPerTask != 1 ? 1 : ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
+  if (rowsPerTask == 1 && ceilDiv(loads, kWarpSize) <= kGemvOneWarpMaxLoads)
+    return 1;
   unsigned split = 1;
   while (split < 8 && ceilDiv(loads, kWarpSize * split) > kGemvUnroll)
     split *= 2;
@@ -81,7 +90,7 @@ using launch::kGemvUnroll;
 
 /// The warp task this warp works on (a row, or a row pair).
 template <int Split> __device__ __forceinline__ int gemvWarpTask() {
-  return (blockIdx.x * launch::kGemvWarps + threadIdx.x / kWarpSize) / Split;
+  return (blockX() * launch::kGemvWarps + threadIdx.x / kWarpSize) / Split;
 }
 
 /// Whether this thread holds its task's final sums: lane 0 of the task's
@@ -95,7 +104,7 @@ template <int Split> __device__ __forceinline__ bool gemvLeader() {
 template <int N, int K, typename T, int Split>
 __device__ __forceinline__ void prefetchBlockRows(const T *w) {
   constexpr int kRows = launch::kGemvWarps / Split;
-  const int first = blockIdx.x * kRows;
+  const int first = blockX() * kRows;
   const int rows = first + kRows <= N ? kRows : N - first;
   if (rows > 0)
     prefetchL2<launch::kGemvThreads>(w + (size_t)first * K, (size_t)rows * K * sizeof(T));

@@ -31,7 +31,7 @@ template <int Nk, typename KvT>
 __device__ __forceinline__ void kv_write(const float *k, const float *v,
                                          const int *pos, KvT *__restrict__ kcache,
                                          KvT *__restrict__ vcache) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = detail::elementIndex();
   if (i >= Nk)
     return;
   const size_t at = (size_t)*pos * Nk + i;

@@ -7,8 +7,9 @@
 //   1. matmul_argmax<N, K, T, Rms, Split>: launch::matmulArgmax(N, Split),
 //      ceil(N * Split / 8) blocks of 256 threads, Split warps per row; block b
 //      writes the packed key of its best row to partialKeys[b].
-//   2. argmax_keys<P>: launch::argmaxKeys(), 1 block of 1024 threads, reduces
-//      the P = launch::matmulArgmaxPartials(N, Split) keys to the token.
+//   2. argmax_keys<P, Threads>: launch::argmaxKeys(Threads), 1 block of 1024
+//      threads (256 in the persistent kernel), reduces the
+//      P = launch::matmulArgmaxPartials(N, Split) keys to the token.
 //   Scratch: P 8-byte keys.
 // Bytes:  N*K*sizeof(T) + K*4 + 8*P*2. stories110M wcls (32000x768 f32): 98 MB,
 //         33 us at 3 TB/s, the largest single read of a step.
@@ -37,7 +38,7 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned split) { re
 LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n, unsigned split) {
   return gemv(n, split).gridX;
 }
-LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys() { return {1, 1, kArgmaxThreads, 0}; }
+LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys(unsigned threads) { return {1, 1, threads, 0}; }
 
 } // namespace launch
 
@@ -65,18 +66,18 @@ __device__ __forceinline__ void matmul_argmax(const float *x, const T *__restric
 #pragma unroll
     for (int i = 1; i < launch::kGemvWarps; ++i)
       best = detail::maxKey(best, warpKeys[i]);
-    partialKeys[blockIdx.x] = best;
+    partialKeys[detail::blockX()] = best;
   }
 }
 
-template <int PartialKeys>
+/// Threads: the block size (the persistent kernel's blocks are smaller).
+template <int PartialKeys, int Threads = launch::kArgmaxThreads>
 __device__ __forceinline__ void argmax_keys(const unsigned long long *partialKeys,
                                             int *__restrict__ token) {
-  constexpr int kThreads = launch::kArgmaxThreads;
   unsigned long long key = 0;
-  for (int i = threadIdx.x; i < PartialKeys; i += kThreads)
+  for (int i = threadIdx.x; i < PartialKeys; i += Threads)
     key = detail::maxKey(key, partialKeys[i]);
-  key = detail::blockMaxKey<kThreads>(key);
+  key = detail::blockMaxKey<Threads>(key);
   if (threadIdx.x == 0)
     *token = detail::argmaxKeyIndex(key);
 }

@@ -56,7 +56,7 @@ __device__ __forceinline__ void ropeRotate(int j, int pos, float theta, float &x
 template <int N, int HeadSize>
 __device__ __forceinline__ void rope(const float *x, const int *pos, float *y, float theta) {
   static_assert(N % 2 == 0 && HeadSize % 2 == 0 && N % HeadSize == 0, "whole heads of pairs");
-  const int pair = blockIdx.x * blockDim.x + threadIdx.x;
+  const int pair = detail::elementIndex();
   if (pair >= N / 2)
     return;
   const int i = 2 * pair;

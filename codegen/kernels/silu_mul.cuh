@@ -26,7 +26,7 @@ LLAMAC_HOST_DEVICE constexpr Shape siluMul(unsigned n) { return elementwise(n); 
 #if LLAMAC_DEVICE_CODE
 template <int N>
 __device__ __forceinline__ void silu_mul(const float *a, const float *b, float *y) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = detail::elementIndex();
   if (i >= N)
     return;
   const float x = a[i];

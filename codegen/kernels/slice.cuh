@@ -25,7 +25,7 @@ LLAMAC_HOST_DEVICE constexpr Shape slice(unsigned size) { return elementwise(siz
 #if LLAMAC_DEVICE_CODE
 template <int Offset, int Size>
 __device__ __forceinline__ void slice(const float *x, float *__restrict__ y) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = detail::elementIndex();
   if (i < Size)
     y[i] = x[Offset + i];
 }

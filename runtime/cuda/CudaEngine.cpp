@@ -39,6 +39,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -55,6 +56,8 @@ struct Launch {
   CUfunction function = nullptr;
   std::string name;
   unsigned grid[3], block[3], sharedBytes;
+  /// A persistent kernel: launched cooperatively, every block resident.
+  bool persistent = false;
   std::vector<uint64_t> storage; // one 8-byte slot per parameter
   std::vector<void *> params;
   /// Tensor parallel plans: a collective instead of a kernel.
@@ -336,6 +339,21 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
     launch.block[0] = l.block_x(), launch.block[1] = std::max(1u, l.block_y()),
     launch.block[2] = std::max(1u, l.block_z());
     launch.sharedBytes = l.shared_bytes();
+    if (l.persistent()) {
+      // As many blocks as the GPU holds at once: the phases wait for one another.
+      int perSm = 0;
+      if (auto e = cu.check(cu.occupancyMaxActiveBlocksPerMultiprocessor(&perSm, launch.function, launch.block[0],
+                                                                         launch.sharedBytes),
+                            "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + launch.name + ")"))
+        return e;
+      if (perSm < 1) return error("@" + f.name() + ": the persistent kernel " + launch.name + " fits on no SM");
+      // For tuning experiments: fewer blocks per SM than fit.
+      if (const char *cap = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM"))
+        perSm = std::clamp(std::atoi(cap), 1, perSm);
+      launch.persistent = true;
+      launch.grid[0] = unsigned(perSm * device_.multiprocessors);
+      launch.grid[1] = launch.grid[2] = 1;
+    }
     for (const auto &arg : l.args()) {
       uint64_t slot = 0;
       auto pointer = [&](CUdeviceptr base, uint64_t size, const char *what) -> llvm::Error {
@@ -409,15 +427,20 @@ llvm::Error CudaEngine::launchAll(const Program &program) {
     }
     std::string what = llvm::formatv("cuLaunchKernel({0}, launch {1})", l.name, i).str();
     CUlaunchAttribute attribute = {};
-    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attribute.value.programmaticStreamSerializationAllowed = 1;
+    if (l.persistent) {
+      attribute.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+      attribute.value.cooperative = 1;
+    } else {
+      attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attribute.value.programmaticStreamSerializationAllowed = 1;
+    }
     CUlaunchConfig config = {};
     config.gridDimX = l.grid[0], config.gridDimY = l.grid[1], config.gridDimZ = l.grid[2];
     config.blockDimX = l.block[0], config.blockDimY = l.block[1], config.blockDimZ = l.block[2];
     config.sharedMemBytes = l.sharedBytes;
     config.hStream = stream_;
     config.attrs = &attribute;
-    config.numAttrs = dependentLaunch_ && !afterCollective ? 1 : 0;
+    config.numAttrs = l.persistent || (dependentLaunch_ && !afterCollective) ? 1 : 0;
     afterCollective = false;
     if (auto e = cu.check(cu.launchKernelEx(&config, l.function, const_cast<void **>(l.params.data()), nullptr),
                           what))

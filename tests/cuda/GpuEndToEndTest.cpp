@@ -112,6 +112,11 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
 
 TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu("", 1e-5, /*randomShapes=*/true); }
 
+// The same templates as phases of one persistent kernel: the same numbers.
+TEST_F(GpuEndToEnd, PersistentKernelMatchesTheCpuExecutor) {
+  compareWithCpu("--persistent", 1e-5, /*randomShapes=*/true);
+}
+
 // A 16-bit KV cache: the CPU executor rounds what it caches as the kernels
 // store it (round to nearest even). But K and V differ by ~1e-6 between the
 // two before rounding, and a value near a rounding boundary then lands one

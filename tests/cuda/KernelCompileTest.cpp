@@ -15,6 +15,7 @@
 #include "codegen/kernels/matmul.cuh"
 #include "codegen/kernels/matmul_argmax.cuh"
 #include "codegen/kernels/matmul_qkv_rope_kv.cuh"
+#include "codegen/kernels/persistent.cuh"
 #include "runtime/cuda/Nvrtc.h"
 
 #include <gtest/gtest.h>
@@ -68,7 +69,8 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
     small.push_back(embeddingKernel(257, t));
     small.push_back(rmsnormKernel(250, t));
   }
-  fused.push_back(argmaxKeysKernel(33));
+  fused.push_back(argmaxKeysKernel(33, launch::kArgmaxThreads));
+  fused.push_back(argmaxKeysKernel(33, launch::kPersistentThreads));
   fused.push_back(codegen::argmaxShardKeyKernel(33, 16032));
   result.push_back({"matmul", matmuls});
   result.push_back({"fused_matmul", fused});
@@ -101,12 +103,12 @@ TEST(KernelSources, EveryOpHasItsFile) {
        {"common.cuh", "gemv.cuh", "embedding.cuh", "rmsnorm.cuh", "rms_normalize.cuh", "matmul.cuh",
         "matmul_add.cuh", "matmul_swiglu.cuh", "matmul_qkv.cuh", "matmul_qkv_rope_kv.cuh", "rope.cuh",
         "kv_write.cuh", "attention.cuh", "silu_mul.cuh", "add.cuh", "slice.cuh", "argmax.cuh",
-        "matmul_argmax.cuh", "advance.cuh", "argmax_shard.cuh"}) {
+        "matmul_argmax.cuh", "advance.cuh", "argmax_shard.cuh", "persistent.cuh"}) {
     llvm::StringRef text = codegen::kernelSource(name);
     EXPECT_TRUE(text.contains("#pragma once")) << name << " is missing or not embedded";
   }
   EXPECT_TRUE(codegen::kernelSource("no_such_file.cuh").empty());
-  EXPECT_EQ(codegen::kernelSourceFiles().size(), 20u);
+  EXPECT_EQ(codegen::kernelSourceFiles().size(), 21u);
 }
 
 // common.cuh: under programmatic dependent launch only weights may be read
@@ -136,13 +138,17 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
   // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB, 1 for
-  // their row pairs; larger matrices: each lane within 8 loads of a row.
+  // their row pairs; larger matrices: one-row tasks 1 up to 32 loads per
+  // lane, else (and row pairs) each lane within 8 loads of a row.
   EXPECT_EQ(launch::gemvSplit(768, 768, 4, 1), 2u);     // 2.4 MB, 6 loads per lane
   EXPECT_EQ(launch::gemvSplit(768, 2048, 4, 1), 4u);    // 6.3 MB, 16 loads per lane
   EXPECT_EQ(launch::gemvSplit(2048, 2048, 2, 1), 4u);   // 8.4 MB, 8 loads per lane
   EXPECT_EQ(launch::gemvSplit(4096, 768, 4, 2), 1u);    // row pairs, 12.6 MB
   EXPECT_EQ(launch::gemvSplit(257, 250, 4, 1), 4u);     // scalar path: 250 loads, 8 per lane
-  EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 4u);   // 33.5 MB, 32 loads per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 1u);   // Llama-3.2-1B w2, 33.5 MB: 32 loads per lane, one warp
+  EXPECT_EQ(launch::gemvSplit(4096, 4096, 2, 1), 1u);   // Llama-3-8B wo, 33.5 MB: 16 loads per lane
+  EXPECT_EQ(launch::gemvSplit(128256, 4096, 2, 1), 1u); // its classifier
+  EXPECT_EQ(launch::gemvSplit(2048, 8320, 2, 1), 8u);   // one load past 32 per lane: split to 5 per lane
   EXPECT_EQ(launch::gemvSplit(32000, 768, 4, 1), 1u);   // a classifier, 98 MB, 6 loads per lane
   EXPECT_EQ(launch::gemvSplit(4096, 14336, 2, 1), 8u);  // Llama-3-8B w2: 56 loads per lane, 7 with 8 warps
   EXPECT_EQ(launch::gemvSplit(28672, 4096, 2, 2), 2u);  // its w1/w3 pairs: 16 loads per lane

@@ -632,7 +632,7 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
     for (int split : splitsFor(s.n, s.k, s.type, 1, 4)) {
       const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
       KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, s.rms, split);
-      KernelWrapper stage2 = argmaxKeysKernel(int(partials));
+      KernelWrapper stage2 = argmaxKeysKernel(int(partials), launch::kArgmaxThreads);
       Kernels kernels({stage1, stage2});
       std::vector<float> x = randomVector(rng, s.k);
       // A planted best row (its signs follow x), and a copy of it further on:
@@ -655,7 +655,7 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
         keys.fill(kNaNBits);
         token.fill(0xffffffffu);
         kernels.run(stage1, launch::matmulArgmax(s.n, split), xBuffer.ptr, wBuffer.ptr, keys.ptr);
-        kernels.run(stage2, launch::argmaxKeys(), keys.ptr, token.ptr);
+        kernels.run(stage2, launch::argmaxKeys(launch::kArgmaxThreads), keys.ptr, token.ptr);
         EXPECT_EQ(token.read<int>()[0], expected) << stage1.name << ", tie " << gap << " rows apart";
       }
     }
