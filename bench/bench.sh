@@ -11,7 +11,7 @@
 #
 # Knobs: PLANS ("shape:dtype[:kv dtype[:flags]]" entries; flags are llamac
 # compile options without their dashes, comma-separated, a value after '=':
-# "stories110M:f32:f32:persistent,persistent-prefetch-mib=0"), TOKENS ("128 1024"), RUNS
+# "stories110M:f32:f32:persistent,gemv-split=1"), TOKENS ("128 1024"), RUNS
 # (timed runs per point; the median is reported), WORK (where models go; the
 # Llama-3-8B shape needs 32 GB there for its f32 checkpoint, deleted after
 # compiling), LLAMAC (tools folder, default .bundle/bin).

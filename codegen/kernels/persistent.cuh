@@ -4,8 +4,11 @@
 // a plan function (a decode step) as phases of one kernel instead of one
 // kernel each (llamac compile --persistent). Small models lose most of their
 // step to the boundaries between ~60 kernels of a few microseconds each
-// (bench/NOTES.md); inside one kernel a boundary is a counter in memory, and
-// the next phases' weights stream into L2 while the blocks wait at it.
+// (bench/NOTES.md); inside one kernel a boundary is a counter in memory.
+// Measured on the H100, a boundary here still costs more than a kernel
+// boundary under programmatic dependent launch (bench/NOTES.md, session 4),
+// so plans use it only when asked, and only without split attention
+// (CudaCodegen.cpp says why).
 //
 // The code generator emits, for a function of P launches:
 //
