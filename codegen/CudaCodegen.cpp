@@ -138,7 +138,6 @@ private:
   // The current function's launches as phases of a persistent kernel, while
   // every launch so far allows one.
   std::vector<PersistentPhase> phases_;
-  std::vector<unsigned> phaseKernels_; // kernels_ index of each phase
   bool phasesOk_ = false;
   std::vector<KernelWrapper> kernels_;
   std::vector<std::vector<std::string>> kernelOps_; // the IR ops each kernel implements, for --emit=cuda
@@ -154,7 +153,6 @@ void Emitter::launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg>
   assert(kernels_[it->second].code == kernel.code && "two kernels of one name differ");
   if (kernelOps_[it->second].size() < 3) kernelOps_[it->second].push_back(opText);
   if (phasesOk_) addPhase(kernel, shape, args, opText);
-  phaseKernels_.push_back(it->second);
   auto *l = function_->add_launches();
   l->set_kernel(it->second);
   l->set_grid_x(shape.gridX);
@@ -189,7 +187,8 @@ void Emitter::addPhase(const KernelWrapper &kernel, const launch::Shape &shape, 
 
 void Emitter::makePersistent(const Function &f) {
   if (!phasesOk_ || phases_.empty()) return;
-  for (size_t p = 0; p < phases_.size(); ++p) phases_[p].kernel = &kernels_[phaseKernels_[p]];
+  // While phasesOk_, phase p is launch p.
+  for (size_t p = 0; p < phases_.size(); ++p) phases_[p].kernel = &kernels_[function_->launches(int(p)).kernel()];
   KernelWrapper kernel = persistentKernel("persistent_" + f.name(), phases_, phaseCountersOffset_);
   std::string summary = llvm::formatv("@{0}: its {1} launches as phases of one kernel", f.name(), phases_.size());
   function_->clear_launches();
@@ -396,7 +395,6 @@ llvm::Error Emitter::emitFunction(const Function &f, bool planned) {
   function_ = plan_.add_functions();
   function_->set_name(f.name());
   phases_.clear();
-  phaseKernels_.clear();
   phasesOk_ = persistent_;
   ValueNumbering names(f);
   for (const auto &op : f.ops()) {
