@@ -162,6 +162,7 @@ void Emitter::launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg>
   l->set_block_y(1);
   l->set_block_z(1);
   l->set_shared_bytes(shape.dynamicSharedBytes);
+  l->set_grid_stride(shape.gridStride);
   for (Arg &a : args) *l->add_args() = std::move(a);
 }
 
@@ -329,11 +330,6 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
       launch(attentionKernel(h, kvh, hs, s, kvType), launch::attention(h),
              {arena(x(0)), pos, kv(layer, false), kv(layer, true), arena(y)}, text);
     } else {
-      // Not inside the persistent kernel: there, greedy tokens on the real
-      // models first differ from the CPU's at position 128, where a head's
-      // chunks first meet in the last-block merge (bench/NOTES.md, session
-      // 4: not understood yet). Such functions keep a kernel per op.
-      phasesOk_ = false;
       needScratch(uint64_t(launch::attentionPartialFloats(h, hs, s)) * 4);
       launch(attentionSplitKernel(h, kvh, hs, s, kvType), launch::attentionSplit(h, s),
              {arena(x(0)), pos, kv(layer, false), kv(layer, true), scratch(), state(), arena(y)}, text);

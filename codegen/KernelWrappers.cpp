@@ -31,20 +31,27 @@ std::string boolText(bool value) { return value ? "true" : "false"; }
 /// Who waits for the kernel before this one (common.cuh: programmatic
 /// dependent launch): the wrapper, before calling the template, or the
 /// template itself, as the matmul family does in warpDots after issuing its
-/// first weight loads.
-enum class Wait { InWrapper, InTemplate };
+/// first weight loads, and attention after loading the cache rows of earlier
+/// steps. FirstOfStep: the wrapper waits, and only then lets the next kernel
+/// launch, so that every kernel after it starts after every kernel of the
+/// step before has finished (attention.cuh reads what they wrote before its
+/// wait).
+enum class Wait { InWrapper, InTemplate, FirstOfStep };
 
 /// Every kernel first lets the next one launch, may prefetch its weights
 /// into L2, and waits for the kernel before it.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
                    std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper) {
-  std::string wait = waits == Wait::InWrapper ? "  llamac::detail::waitForPreviousKernel();\n" : "";
+  const char *allow = "  llamac::detail::allowDependentLaunch();\n";
+  const char *wait = "  llamac::detail::waitForPreviousKernel();\n";
+  std::string start = waits == Wait::InWrapper     ? allow + prefetch + wait
+                      : waits == Wait::InTemplate  ? allow + prefetch
+                                                   : prefetch + wait + allow;
   std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
-                                   "  llamac::detail::allowDependentLaunch();\n"
-                                   "{4}{5}"
+                                   "{4}"
                                    "  {3};\n"
                                    "}\n",
-                                   threads, name, params, call, prefetch, wait)
+                                   threads, name, params, call, start)
                          .str();
   KernelWrapper w;
   w.file = std::move(file);
@@ -94,7 +101,7 @@ KernelWrapper embeddingKernel(int d, ir::DType table) {
   std::string t = cudaTypeName(table);
   return make("embedding.cuh", llvm::formatv("embedding_d{0}_{1}", d, typeTag(table)),
               launch::kElementwiseThreads, "const " + t + "* table, const int* token, float* y",
-              llvm::formatv("llamac::embedding<{0}, {1}>(table, token, y)", d, t));
+              llvm::formatv("llamac::embedding<{0}, {1}>(table, token, y)", d, t), "", Wait::FirstOfStep);
 }
 
 KernelWrapper rmsnormKernel(int d, ir::DType gain, float eps) {
@@ -211,7 +218,8 @@ KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DTyp
               launch::kAttentionThreads,
               "const float* q, const int* pos, const " + c + "* kcache, const " + c + "* vcache, float* out",
               llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, out)", h, kvh,
-                            headSize, seqLen, c));
+                            headSize, seqLen, c),
+              "", Wait::InTemplate);
 }
 
 KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv) {
@@ -223,7 +231,8 @@ KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir:
                   "* vcache, float* partials, unsigned* counters, float* out",
               llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, partials, "
                             "counters, out)",
-                            h, kvh, headSize, seqLen, c));
+                            h, kvh, headSize, seqLen, c),
+              "", Wait::InTemplate);
 }
 
 KernelWrapper siluMulKernel(int n) {

@@ -70,14 +70,13 @@ if has kernels; then
 fi
 
 # The e2e and random steps check plans of one kernel per op and, with
-# --persistent, of one persistent kernel per step (at most 128 positions:
-# longer contexts keep a kernel per op, so that variant caps them).
+# --persistent, of one persistent kernel per step.
 if has e2e; then
   for m in stories260K:tok512.model llama2xs_gqa_model:tok512.bin aidreams260K:aidreams260K_tok512.bin; do
     name=${m%%:*}; tok=${m##*:}
     for variant in "" persistent; do
       plan="$W/$name${variant:+.$variant}.pb"
-      llamac compile "$M/$name.bin" -o "$plan" --tokenizer "$M/$tok" ${variant:+--$variant --max-seq-len 128} 2>>"$OUT/llamac.err" || { record "e2e_$name${variant:+_$variant}" fail "compile failed"; continue; }
+      llamac compile "$M/$name.bin" -o "$plan" --tokenizer "$M/$tok" ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "e2e_$name${variant:+_$variant}" fail "compile failed"; continue; }
       seq=$(llamac dump "$plan" | sed -n 's/.*max seq len \([0-9]*\).*/\1/p')
       compare "e2e_$name${variant:+_$variant}" "$plan" "$seq"
     done
@@ -91,7 +90,7 @@ if has random; then
     randomModel "$shape"
     for variant in "" persistent; do
       plan="$W/$shape${variant:+.$variant}.pb"
-      llamac compile "$W/$shape.bin" -o "$plan" --max-seq-len $([ -n "$variant" ] && echo 128 || echo 256) --arch sm_90 ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "random_$shape${variant:+_$variant}" fail "compile failed"; continue; }
+      llamac compile "$W/$shape.bin" -o "$plan" --max-seq-len 256 --arch sm_90 ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "random_$shape${variant:+_$variant}" fail "compile failed"; continue; }
       compare "random_$shape${variant:+_$variant}" "$plan" 128
     done
   done

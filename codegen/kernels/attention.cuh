@@ -10,6 +10,15 @@
 //           o_h = sum_t p[t] * vcache[t][kvh*HS ...]
 //         output [H*HS].
 //
+// Reading the cache: a block holds its chunk's K and V rows in registers
+// (AttentionChunk, for HS and KVH*HS multiples of 4; other shapes read row
+// by row), each loaded in one round trip, and loads the rows of earlier steps
+// before it waits for the kernel that wrote q (only the row at pos is this
+// step's). Attention had cost 4-5 us per layer, chains of dependent loads
+// from DRAM; now about 0.3 (stories110M f32, bench/NOTES.md, session 5). With
+// a single chunk, p is normalized before it weighs V, as the CPU executor
+// does.
+//
 // Two forms; the code generator picks one per model:
 //
 // 1. attention<H, KVH, HS, S>: one block per head walks all positions, its
@@ -88,6 +97,39 @@ namespace detail {
 /// Largest power of two <= n (n >= 1).
 constexpr int floorPow2(int n) { return n >= 2 ? 2 * floorPow2(n / 2) : 1; }
 
+/// Replaces the n scores in shared memory by exp(s - m), m their maximum, and
+/// returns m and l = sum exp(s - m) to every thread; the barriers of the
+/// block reductions publish the new scores.
+template <int Threads>
+__device__ __forceinline__ void softmaxNumerators(float *sScores, int n, float &m, float &l) {
+  float localMax = negativeInfinity();
+  for (int i = threadIdx.x; i < n; i += Threads)
+    localMax = fmaxf(localMax, sScores[i]);
+  m = blockMax<Threads>(localMax);
+  float localSum = 0.0f;
+  for (int i = threadIdx.x; i < n; i += Threads) {
+    const float p = expf(sScores[i] - m);
+    sScores[i] = p;
+    localSum += p;
+  }
+  l = blockSum<Threads>(localSum);
+}
+
+/// sAcc[e] = sum over the Groups groups g of sPartial[g * HS + e], once every
+/// thread has written its part; sAcc is complete on return.
+template <int HS, int Groups, int Threads>
+__device__ __forceinline__ void sumGroups(const float *sPartial, float *sAcc) {
+  __syncthreads();
+  for (int e = threadIdx.x; e < HS; e += Threads) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int g = 0; g < Groups; ++g)
+      sum += sPartial[g * HS + e];
+    sAcc[e] = sum;
+  }
+  __syncthreads();
+}
+
 /// Attention of one head over positions [t0, t1):
 /// m = max_t s[t], l = sum_t exp(s[t] - m), sAcc[d] = sum_t exp(s[t] - m) v[t][d].
 /// sq holds the head's query (16-byte aligned); sScores has room for t1 - t0 floats.
@@ -135,17 +177,7 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
   __syncthreads();
 
   // 2. Softmax numerators, left unnormalized.
-  float localMax = negativeInfinity();
-  for (int i = threadIdx.x; i < n; i += Threads)
-    localMax = fmaxf(localMax, sScores[i]);
-  m = blockMax<Threads>(localMax);
-  float localSum = 0.0f;
-  for (int i = threadIdx.x; i < n; i += Threads) {
-    const float p = expf(sScores[i] - m);
-    sScores[i] = p;
-    localSum += p;
-  }
-  l = blockSum<Threads>(localSum); // its barriers publish sScores
+  softmaxNumerators<Threads>(sScores, n, m, l);
 
   // 3. Weighted sum of V rows: kVGroups groups of HS threads split the
   //    positions, then add their sums.
@@ -158,15 +190,175 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
       acc = fmaf(sScores[i], toFloat(vcache[(size_t)(t0 + i) * KVDim + kvOffset + d]), acc);
     sPartial[vgroup * HS + d] = acc;
   }
-  __syncthreads();
-  for (int e = threadIdx.x; e < HS; e += Threads) {
-    float sum = 0.0f;
+  sumGroups<HS, kVGroups, Threads>(sPartial, sAcc);
+}
+
+/// Attention of one head over a chunk of at most Chunk positions [t0, t0 + n),
+/// with the chunk's K and V rows held in registers, so that each is one round
+/// trip to memory however many positions there are, and the rows of earlier
+/// steps can be loaded before the dependency wait (the rows an earlier
+/// attendRange read one after another cost 4-5 us per layer, bench/NOTES.md,
+/// session 5). Needs HS and KVDim multiples of 4 (rows read 4 elements at a
+/// time).
+///
+/// K: a group of kLanes lanes holds a position's row, kUnitsPerLane units of
+/// 4 elements per lane; position i = r * kGroups + group. V: thread
+/// (vgroup, unit) holds unit `unit` of positions i = r * kVGroups + vgroup.
+template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct AttentionChunk {
+  static_assert(HS % 4 == 0 && KVDim % 4 == 0, "rows of whole units of 4 elements");
+  static constexpr int kUnits = HS / 4;
+  static_assert(kUnits <= Threads, "a thread per unit of a V row");
+  static constexpr int kLanes = floorPow2(kUnits < kWarpSize ? kUnits : kWarpSize);
+  static constexpr int kUnitsPerLane = (kUnits + kLanes - 1) / kLanes;
+  static constexpr int kGroups = Threads / kLanes;
+  static constexpr int kKRounds = (Chunk + kGroups - 1) / kGroups;
+  static constexpr int kVGroups = Threads / kUnits;
+  static constexpr int kVRounds = (Chunk + kVGroups - 1) / kVGroups;
+  using Raw = typename Raw4<KvT>::type;
+
+  Raw k[kKRounds][kUnitsPerLane];
+  Raw v[kVRounds];
+
+  /// Loads the rows of positions t0 + i for i in [from, to), to <= Chunk.
+  __device__ __forceinline__ void load(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int from,
+                                       int to) {
+    const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
 #pragma unroll
-    for (int g = 0; g < kVGroups; ++g)
-      sum += sPartial[g * HS + e];
-    sAcc[e] = sum;
+    for (int r = 0; r < kKRounds; ++r) {
+      const int i = r * kGroups + group;
+      if (i >= from && i < to) {
+#pragma unroll
+        for (int j = 0; j < kUnitsPerLane; ++j) {
+          const int u = sub + j * kLanes;
+          if (u < kUnits)
+            k[r][j] = loadRaw4(kcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * u);
+        }
+      }
+    }
+    const int vgroup = threadIdx.x / kUnits, unit = threadIdx.x % kUnits;
+    if (vgroup < kVGroups) {
+#pragma unroll
+      for (int r = 0; r < kVRounds; ++r) {
+        const int i = r * kVGroups + vgroup;
+        if (i >= from && i < to)
+          v[r] = loadRaw4(vcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * unit);
+      }
+    }
   }
-  __syncthreads();
+
+  /// The loaded positions [0, n) against the query q (the head's HS floats,
+  /// 16-byte aligned, in global memory): m = max score, l = sum exp(s - m),
+  /// sAcc[d] = sum exp(s - m) v[d], as attendRange; with `normalize`,
+  /// sAcc[d] = sum (exp(s - m) / l) v[d] instead, the CPU executor's order of
+  /// operations (the only chunk of a head). The whole block calls it;
+  /// sScores has room for Chunk floats.
+  __device__ __forceinline__ void attend(const float *q, int n, bool normalize, float *sScores, float *sAcc,
+                                         float &m, float &l) const {
+    const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
+    float4 q4[kUnitsPerLane];
+#pragma unroll
+    for (int j = 0; j < kUnitsPerLane; ++j) {
+      const int u = sub + j * kLanes;
+      q4[j] = u < kUnits ? loadFloat4(q + 4 * u) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    const float scoreDivisor = sqrtf((float)HS);
+#pragma unroll
+    for (int r = 0; r < kKRounds; ++r) {
+      if (r * kGroups >= n)
+        break; // the same for the whole block
+      const int i = r * kGroups + group;
+      float partial = 0.0f;
+      if (i < n) {
+#pragma unroll
+        for (int j = 0; j < kUnitsPerLane; ++j) {
+          if (sub + j * kLanes < kUnits) {
+            const float4 k4 = widen4(k[r][j], KvT());
+            partial = fmaf(q4[j].x, k4.x, partial);
+            partial = fmaf(q4[j].y, k4.y, partial);
+            partial = fmaf(q4[j].z, k4.z, partial);
+            partial = fmaf(q4[j].w, k4.w, partial);
+          }
+        }
+      }
+      const float dot = groupSum<kLanes>(partial);
+      if (i < n && sub == 0)
+        sScores[i] = dot / scoreDivisor;
+    }
+    __syncthreads();
+    softmaxNumerators<Threads>(sScores, n, m, l);
+
+    __shared__ __align__(16) float sPartial[kVGroups * HS];
+    const int vgroup = threadIdx.x / kUnits, unit = threadIdx.x % kUnits;
+    if (vgroup < kVGroups) {
+      float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+      for (int r = 0; r < kVRounds; ++r) {
+        const int i = r * kVGroups + vgroup;
+        if (i < n) {
+          const float p = normalize ? sScores[i] / l : sScores[i];
+          const float4 v4 = widen4(v[r], KvT());
+          acc.x = fmaf(p, v4.x, acc.x);
+          acc.y = fmaf(p, v4.y, acc.y);
+          acc.z = fmaf(p, v4.z, acc.z);
+          acc.w = fmaf(p, v4.w, acc.w);
+        }
+      }
+      *reinterpret_cast<float4 *>(sPartial + vgroup * HS + 4 * unit) = acc;
+    }
+    sumGroups<HS, kVGroups, Threads>(sPartial, sAcc);
+  }
+};
+
+/// Whether attention over Chunk positions of head size HS takes the register
+/// path (AttentionChunk); other shapes read rows one by one (attendRange).
+template <int KVDim, int HS> constexpr bool kAttentionInRegisters = HS % 4 == 0 && KVDim % 4 == 0;
+
+/// Attention of head h over positions [t0, min(t1, pos + 1)), pos read from
+/// memory: the rows of earlier steps are loaded before the dependency wait,
+/// the row this step wrote (at pos) and the query after it. Writes m, l and
+/// sAcc as AttentionChunk::attend.
+///
+/// Reading before the wait: pos and the cache rows before pos were written by
+/// earlier steps, and every kernel of the step before has finished before a
+/// step's first kernel lets the next launch (the embedding waits first,
+/// KernelWrappers.cpp), so the kernels here can only start after them.
+template <int KVH, int HS, int Chunk, int Threads, typename KvT>
+__device__ __forceinline__ void attendChunkAfterWait(const float *q, int pos, const KvT *kcache,
+                                                     const KvT *vcache, int kvOffset, int t0, int t1,
+                                                     bool normalize, float *sScores, float *sAcc, float &m,
+                                                     float &l) {
+  AttentionChunk<KVH * HS, HS, Chunk, Threads, KvT> chunk;
+  const int earlier = (pos < t1 ? pos : t1) - t0; // positions [t0, pos) of this chunk
+  chunk.load(kcache, vcache, kvOffset, t0, 0, earlier);
+  waitForPreviousKernel();
+  if (pos < t1)
+    chunk.load(kcache, vcache, kvOffset, t0, earlier, earlier + 1);
+  chunk.attend(q, earlier + (pos < t1 ? 1 : 0), normalize, sScores, sAcc, m, l);
+}
+
+/// Head h's attention over positions [t0, t1), t1 <= pos + 1, waiting for the
+/// kernel that wrote q_h (the head's query) in its time: with registers
+/// (attendChunkAfterWait) for up to kAttentionChunk positions of a shape that
+/// allows it, else row by row after the wait (attendRange). Writes m, l and
+/// sAcc; returns whether sAcc is normalized (only with `normalize`, and not
+/// row by row).
+template <int KVH, int HS, int Chunk, int Threads, typename KvT>
+__device__ __forceinline__ bool attendHead(const float *qh, int pos, const KvT *kcache, const KvT *vcache,
+                                           int kvOffset, int t0, int t1, bool normalize, float *sScores,
+                                           float *sAcc, float &m, float &l) {
+  if constexpr (Chunk <= launch::kAttentionChunk && kAttentionInRegisters<KVH * HS, HS>) {
+    attendChunkAfterWait<KVH, HS, Chunk, Threads>(qh, pos, kcache, vcache, kvOffset, t0, t1, normalize, sScores,
+                                                  sAcc, m, l);
+    return normalize;
+  } else {
+    __shared__ __align__(16) float sq[HS];
+    waitForPreviousKernel();
+    for (int d = threadIdx.x; d < HS; d += Threads)
+      sq[d] = qh[d];
+    __syncthreads();
+    attendRange<KVH * HS, HS, Threads>(sq, kcache, vcache, kvOffset, t0, t1, sScores, sAcc, m, l);
+    return false;
+  }
 }
 
 } // namespace detail
@@ -178,18 +370,15 @@ __device__ __forceinline__ void attention(const float *q, const int *pos,
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   static_assert(S <= launch::kAttentionMaxSeqLen, "use attention_split for longer contexts");
   constexpr int kThreads = launch::kAttentionThreads;
-  __shared__ __align__(16) float sq[HS];
   __shared__ float sScores[S];
   __shared__ float sAcc[HS];
-  const int h = blockIdx.x, kvh = h / (H / KVH);
-  for (int d = threadIdx.x; d < HS; d += kThreads)
-    sq[d] = q[h * HS + d];
-  __syncthreads();
+  const int h = detail::blockX(), kvh = h / (H / KVH);
+  const int p = *pos; // before the wait: attendChunkAfterWait says why
   float m, l;
-  detail::attendRange<KVH * HS, HS, kThreads>(sq, kcache, vcache, kvh * HS, 0, *pos + 1, sScores, sAcc,
-                                              m, l);
+  const bool normalized = detail::attendHead<KVH, HS, S, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS, 0,
+                                                                   p + 1, true, sScores, sAcc, m, l);
   for (int d = threadIdx.x; d < HS; d += kThreads)
-    out[h * HS + d] = sAcc[d] / l;
+    out[h * HS + d] = normalized ? sAcc[d] : sAcc[d] / l;
 }
 
 template <int H, int KVH, int HS, int S, typename KvT = float>
@@ -200,26 +389,23 @@ __device__ __forceinline__ void attention_split(const float *q, const int *pos,
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   constexpr int kThreads = launch::kAttentionThreads, kChunk = launch::kAttentionChunk;
   constexpr int kChunks = launch::attentionChunks(S);
-  const int h = blockIdx.x, kvh = h / (H / KVH), chunk = blockIdx.y;
-  const int t0 = chunk * kChunk, positions = *pos + 1;
+  const int h = detail::blockX(), kvh = h / (H / KVH), chunk = detail::blockY();
+  const int p = *pos; // before the wait: attendChunkAfterWait says why
+  const int t0 = chunk * kChunk, positions = p + 1;
   if (t0 >= positions)
     return; // the whole block: no barrier has been reached yet
   const int t1 = t0 + kChunk < positions ? t0 + kChunk : positions;
   const int chunks = (positions + kChunk - 1) / kChunk;
 
-  __shared__ __align__(16) float sq[HS];
   __shared__ float sScores[kChunk];
   __shared__ float sAcc[HS];
   __shared__ bool sLast;
-  for (int d = threadIdx.x; d < HS; d += kThreads)
-    sq[d] = q[h * HS + d];
-  __syncthreads();
   float m, l;
-  detail::attendRange<KVH * HS, HS, kThreads>(sq, kcache, vcache, kvh * HS, t0, t1, sScores, sAcc, m,
-                                              l);
+  const bool normalized = detail::attendHead<KVH, HS, kChunk, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS,
+                                                                        t0, t1, chunks == 1, sScores, sAcc, m, l);
   if (chunks == 1) {
     for (int d = threadIdx.x; d < HS; d += kThreads)
-      out[h * HS + d] = sAcc[d] / l;
+      out[h * HS + d] = normalized ? sAcc[d] : sAcc[d] / l;
     return;
   }
 

@@ -65,6 +65,9 @@ struct Shape {
   unsigned gridY = 1;
   unsigned blockX = 1;
   unsigned dynamicSharedBytes = 0;
+  /// The kernel's blocks loop over the gridX blocks of work (blockX(),
+  /// stepping by gridX()), so the runtime may launch fewer (gemv.cuh).
+  bool gridStride = false;
 };
 
 LLAMAC_HOST_DEVICE constexpr unsigned ceilDiv(unsigned a, unsigned b) { return (a + b - 1) / b; }
@@ -149,20 +152,38 @@ __device__ __forceinline__ void storeAs(float v, bf16 *p) {
   p->bits = bits;
 }
 
-/// Four consecutive KV cache elements as f32; `p` must be aligned to their
+/// Four consecutive KV cache elements as stored: a float4, or a uint2 of four
+/// 16-bit values.
+template <typename T> struct Raw4 {
+  using type = uint2;
+};
+template <> struct Raw4<float> {
+  using type = float4;
+};
+
+/// Four consecutive KV cache elements as stored; `p` must be aligned to their
 /// size (16 bytes for float, 8 for the 16-bit types).
-__device__ __forceinline__ float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
-template <typename T> __device__ __forceinline__ float4 load4(const T *p) {
-  const uint2 raw = *reinterpret_cast<const uint2 *>(p);
+template <typename T> __device__ __forceinline__ typename Raw4<T>::type loadRaw4(const T *p) {
+  return *reinterpret_cast<const typename Raw4<T>::type *>(p);
+}
+
+/// What loadRaw4 returned, as f32.
+__device__ __forceinline__ float4 widen4(float4 raw, float) { return raw; }
+template <typename T> __device__ __forceinline__ float4 widen4(uint2 raw, T) {
   return make_float4(toFloat(T{(unsigned short)(raw.x & 0xffffu)}), toFloat(T{(unsigned short)(raw.x >> 16)}),
                      toFloat(T{(unsigned short)(raw.y & 0xffffu)}), toFloat(T{(unsigned short)(raw.y >> 16)}));
 }
+
+/// Four consecutive KV cache elements as f32 (alignment as for loadRaw4).
+template <typename T> __device__ __forceinline__ float4 load4(const T *p) { return widen4(loadRaw4(p), T()); }
 
 /// The block index a template works on. A kernel of its own uses blockIdx;
 /// inside the persistent kernel (persistent.cuh), each block takes the
 /// launches' blocks in turn and this is the one it is on.
 __device__ __forceinline__ int blockX();
 __device__ __forceinline__ int blockY();
+/// Blocks in x: the kernel's, or inside the persistent kernel the launch's.
+__device__ __forceinline__ int gridX();
 
 /// The first element of an element-wise kernel's thread.
 __device__ __forceinline__ int elementIndex() { return blockX() * launch::kElementwiseThreads + (int)threadIdx.x; }
@@ -180,8 +201,14 @@ __device__ __forceinline__ int elementIndex() { return blockX() * launch::kEleme
 /// and read the previous kernel's output before it was written.
 /// KernelSources.NoRestrictOnActivations checks every kernel file. On older GPUs, and
 /// when the launch has no programmatic dependency, both are no-ops.
+///
+/// Two timing experiments, for NVRTC options the runtime takes from
+/// LLAMAC_NVRTC_OPTIONS (CudaEngine.cpp); both give wrong results:
+/// -DLLAMAC_EXPERIMENT_NO_WAIT=1 never waits (what the kernels cost without
+/// their dependencies), -DLLAMAC_EXPERIMENT_LATE_TRIGGER=1 lets the next
+/// kernel launch only after the wait.
 __device__ __forceinline__ void allowDependentLaunch() {
-#if __CUDA_ARCH__ >= 900 && !LLAMAC_PERSISTENT
+#if __CUDA_ARCH__ >= 900 && !LLAMAC_PERSISTENT && !LLAMAC_EXPERIMENT_LATE_TRIGGER
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
@@ -191,9 +218,13 @@ __device__ __forceinline__ void waitForPreviousKernel() { waitForPreviousPhase()
 #else
 __device__ __forceinline__ int blockX() { return (int)blockIdx.x; }
 __device__ __forceinline__ int blockY() { return (int)blockIdx.y; }
+__device__ __forceinline__ int gridX() { return (int)gridDim.x; }
 __device__ __forceinline__ void waitForPreviousKernel() {
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && !LLAMAC_EXPERIMENT_NO_WAIT
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 #endif

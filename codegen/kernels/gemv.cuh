@@ -26,7 +26,11 @@
 //
 // Launch shape: kGemvThreads threads (kGemvWarps warps) per block, Split
 // warps per warp task, so gemv(tasks, split) = ceil(tasks * split / 8)
-// blocks of 256 threads.
+// blocks of 256 threads. The kernels loop over their tasks (Shape::gridStride):
+// the runtime may launch fewer blocks, each warp group then taking every
+// gemvTaskStride()-th task. A grid that fits on the GPU at once lets the next
+// kernel launch (and load its weights) while this one still runs, instead of
+// once this one's last wave has started.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -76,9 +80,10 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
   return split;
 }
 
-/// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each.
+/// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each:
+/// one task per warp group, or fewer blocks looping over the tasks.
 LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks, unsigned split) {
-  return {ceilDiv(warpTasks * split, kGemvWarps), 1, kGemvThreads, 0};
+  return {ceilDiv(warpTasks * split, kGemvWarps), 1, kGemvThreads, 0, true};
 }
 
 } // namespace launch
@@ -88,9 +93,16 @@ namespace detail {
 
 using launch::kGemvUnroll;
 
-/// The warp task this warp works on (a row, or a row pair).
+/// The first warp task this warp works on (a row, or a row pair).
 template <int Split> __device__ __forceinline__ int gemvWarpTask() {
   return (blockX() * launch::kGemvWarps + threadIdx.x / kWarpSize) / Split;
+}
+
+/// From one of the warp's tasks to its next: the tasks the launch's blocks
+/// cover at once. With the full grid (one task per warp group) the first task
+/// is the only one; the runtime may launch fewer blocks (Shape::gridStride).
+template <int Split> __device__ __forceinline__ int gemvTaskStride() {
+  return gridX() * launch::kGemvWarps / Split;
 }
 
 /// Whether this thread holds its task's final sums: lane 0 of the task's
@@ -155,9 +167,11 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 /// waitForPreviousKernel(): weights do not depend on earlier kernels, so
 /// their latency overlaps the previous kernel's tail. Only then is x (which
 /// the previous kernel wrote) read. Warps that call this need no other wait.
+/// `xScale` carries s from a warp's first task to its next ones: negative
+/// before the first, which waits and sets it.
 template <int K, typename T, int R, bool RmsPrologue, int Split>
 __device__ __forceinline__ void warpDots(const float *x, float eps, const T *const (&rows)[R],
-                                         float (&dots)[R]) {
+                                         float (&dots)[R], float &xScale) {
   static_assert(Split == 1 || Split == 2 || Split == 4 || Split == 8, "1, 2, 4 or 8 warps per task");
   constexpr int kStride = Split * kWarpSize; // lanes that share a row
   const int lane = threadIdx.x % kStride;
@@ -165,7 +179,6 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
 #pragma unroll
   for (int r = 0; r < R; ++r)
     acc[r] = 0.0f;
-  float xScale = 1.0f;
 
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
@@ -181,7 +194,7 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
             raw[u][r] = load16(rows[r] + (size_t)v * kElems);
         }
       }
-      if (base == 0)
+      if (base == 0 && xScale < 0.0f)
         xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
@@ -219,7 +232,7 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
             w[u][r] = rows[r][k];
         }
       }
-      if (base == 0)
+      if (base == 0 && xScale < 0.0f)
         xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
@@ -256,6 +269,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         sum += partial[first + p][r];
       dots[r] = sum;
     }
+    // The task's next call may write partial[] again.
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + first / Split), "r"(kStride) : "memory");
   }
 }
 

@@ -34,9 +34,12 @@
 namespace llamac {
 namespace launch {
 
-LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned split) { return gemv(n, split); }
+/// Every block leaves a key of its own: the whole grid runs.
+LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned split) {
+  return {gemv(n, split).gridX, 1, launch::kGemvThreads, 0, false};
+}
 LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n, unsigned split) {
-  return gemv(n, split).gridX;
+  return matmulArgmax(n, split).gridX;
 }
 LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys(unsigned threads) { return {1, 1, threads, 0}; }
 
@@ -53,8 +56,8 @@ __device__ __forceinline__ void matmul_argmax(const float *x, const T *__restric
   unsigned long long key = 0; // rows past N take part as "nothing"
   if (row < N) {
     const T *rows[1] = {w + (size_t)row * K};
-    float dot[1];
-    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot);
+    float dot[1], xScale = -1.0f;
+    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale);
     if (warp % Split == 0) // the task's other warps hold the same sum
       key = detail::argmaxKey(dot[0], (unsigned)row);
   }

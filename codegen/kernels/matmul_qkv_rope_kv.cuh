@@ -45,31 +45,31 @@ matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict
                    KvT *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
   static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
                 "whole heads of pairs");
-  const int row = 2 * detail::gemvWarpTask<Split>(); // the pair (row, row + 1)
-  if (row >= Nq + 2 * Nk)
-    return;
+  float xScale = -1.0f;
+  for (int task = detail::gemvWarpTask<Split>(); 2 * task < Nq + 2 * Nk; task += detail::gemvTaskStride<Split>()) {
+    const int row = 2 * task; // the pair (row, row + 1)
+    // Each kind of row: its matrix, its row within it, whether it rotates.
+    const bool isQ = row < Nq, isK = !isQ && row < Nq + Nk;
+    const int local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
+    const T *matrix = isQ ? wq : isK ? wk : wv;
+    const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
+    float dots[2];
+    detail::warpDots<K, T, 2, RmsPrologue, Split>(x, eps, rows, dots, xScale);
+    if (!detail::gemvLeader<Split>())
+      continue;
 
-  // Each kind of row: its matrix, its row within it, whether it rotates.
-  const bool isQ = row < Nq, isK = !isQ && row < Nq + Nk;
-  const int local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
-  const T *matrix = isQ ? wq : isK ? wk : wv;
-  const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
-  float dots[2];
-  detail::warpDots<K, T, 2, RmsPrologue, Split>(x, eps, rows, dots);
-  if (!detail::gemvLeader<Split>())
-    return;
-
-  const int p = *pos;
-  float v0 = dots[0], v1 = dots[1];
-  if (isQ || isK)
-    detail::ropeRotate<HeadSize>(local % HeadSize, p, theta, v0, v1);
-  if (isQ) {
-    y[local] = v0;
-    y[local + 1] = v1;
-  } else {
-    KvT *out = (isK ? kcache : vcache) + (size_t)p * Nk + local;
-    detail::storeAs(v0, out);
-    detail::storeAs(v1, out + 1);
+    const int p = *pos;
+    float v0 = dots[0], v1 = dots[1];
+    if (isQ || isK)
+      detail::ropeRotate<HeadSize>(local % HeadSize, p, theta, v0, v1);
+    if (isQ) {
+      y[local] = v0;
+      y[local + 1] = v1;
+    } else {
+      KvT *out = (isK ? kcache : vcache) + (size_t)p * Nk + local;
+      detail::storeAs(v0, out);
+      detail::storeAs(v1, out + 1);
+    }
   }
 }
 #endif // LLAMAC_DEVICE_CODE

@@ -7,8 +7,7 @@
 // (bench/NOTES.md); inside one kernel a boundary is a counter in memory.
 // Measured on the H100, a boundary here still costs more than a kernel
 // boundary under programmatic dependent launch (bench/NOTES.md, session 4),
-// so plans use it only when asked, and only without split attention
-// (CudaCodegen.cpp says why).
+// so plans use it only when asked.
 //
 // The code generator emits, for a function of P launches:
 //
@@ -67,6 +66,7 @@ struct PersistentState {
   unsigned *counters; // per phase: blocks done with it; then per phase: 1 once all are
   int phase;          // the phase the block is in
   int blockX, blockY; // the launch block it works on
+  int gridX;          // the launch's blocks in x
   int phases;         // in the kernel
   int released;       // the last phase the block saw every block finish
   int polling;        // the last phase for which a warp of the block polls
@@ -79,6 +79,7 @@ __device__ __forceinline__ PersistentState &persistentState() {
 
 __device__ __forceinline__ int blockX() { return persistentState().blockX; }
 __device__ __forceinline__ int blockY() { return persistentState().blockY; }
+__device__ __forceinline__ int gridX() { return persistentState().gridX; }
 
 __device__ __forceinline__ unsigned loadAcquire(const unsigned *p) {
   unsigned v;
@@ -142,6 +143,7 @@ __device__ __forceinline__ void setBlock(int flat, int gridX) {
   if (threadIdx.x == 0) {
     s.blockX = flat % gridX;
     s.blockY = flat / gridX;
+    s.gridX = gridX;
   }
   __syncthreads();
 }

@@ -36,6 +36,7 @@
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/cuda/TensorParallelEngine.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstdlib>
@@ -141,6 +142,7 @@ private:
   std::vector<std::string> kernelNames_;
   bool syncEachLaunch_ = false;
   bool dependentLaunch_ = false;
+  int gridStrideBlocksPerSm_ = 0;
 };
 
 CudaEngine::~CudaEngine() {
@@ -161,6 +163,9 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   if (p.kernels().empty()) return error("the plan holds no CUDA kernels (compile it with a llamac that emits them)");
   auto flag = [](const char *name) { return std::getenv(name) && std::string(std::getenv(name)) == "1"; };
   syncEachLaunch_ = flag("LLAMAC_CUDA_SYNC");
+  // For tuning: blocks per SM of the matmul kernels (0: their whole grid;
+  // default, or -1: as many as fit).
+  if (const char *value = std::getenv("LLAMAC_GRID_STRIDE_BLOCKS_PER_SM")) gridStrideBlocksPerSm_ = std::atoi(value);
   dependentLaunch_ = device_.computeMajor >= 9 && !flag("LLAMAC_NO_PDL") && !syncEachLaunch_;
   CUdevice dev;
   if (auto e = cu.check(cu.deviceGet(&dev, device_.ordinal), "cuDeviceGet")) return e;
@@ -230,9 +235,18 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
   const auto &kernels = plan.plan.kernels();
   std::vector<std::string> images(kernels.size());
   std::vector<size_t> missing;
+  // For timing experiments (common.cuh): every kernel recompiled with these
+  // NVRTC options, separated by spaces.
+  std::vector<std::string> experimentOptions;
+  if (const char *value = std::getenv("LLAMAC_NVRTC_OPTIONS")) {
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(value).split(parts, ' ', -1, false);
+    for (llvm::StringRef part : parts) experimentOptions.push_back(part.str());
+  }
   for (int i = 0; i < kernels.size(); ++i) {
-    for (const auto &binary : kernels[i].binaries())
-      if (binary.arch() == arch) images[i] = binary.cubin();
+    if (experimentOptions.empty())
+      for (const auto &binary : kernels[i].binaries())
+        if (binary.arch() == arch) images[i] = binary.cubin();
     if (images[i].empty()) missing.push_back(i);
   }
   if (!missing.empty()) {
@@ -244,7 +258,8 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
                             arch, have.empty() ? "none" : have, missing.size());
     std::vector<llvm::Expected<CompiledKernel>> compiled;
     compiled.reserve(missing.size());
-    for (size_t i : missing) compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch));
+    for (size_t i : missing)
+      compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch, experimentOptions));
     for (size_t j = 0; j < missing.size(); ++j) {
       if (!compiled[j]) return error("recompiling " + kernels[missing[j]].name() + ": " +
                                      llvm::toString(compiled[j].takeError()));
@@ -322,6 +337,10 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   program.outputBytes = f.output().bytes();
   if (program.outputOffset + program.outputBytes > arenaBytes_)
     return error("@" + f.name() + ": its output lies outside the arena");
+  // For timing experiments: leave out the launches of kernels whose names
+  // contain one of these comma-separated strings (the results are wrong).
+  llvm::SmallVector<llvm::StringRef> skipped;
+  if (const char *value = std::getenv("LLAMAC_SKIP_KERNELS")) llvm::StringRef(value).split(skipped, ',', -1, false);
   for (const auto &l : f.launches()) {
     if (l.has_collective() && l.collective().kind() != plan::Function::Launch::Collective::NONE) {
       if (!rank_.collective) return error("@" + f.name() + ": a collective in a plan run on one GPU");
@@ -332,6 +351,8 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       continue;
     }
     if (l.kernel() >= functions.size()) return error("@" + f.name() + ": a launch names a kernel the plan lacks");
+    if (llvm::any_of(skipped, [&](llvm::StringRef s) { return llvm::StringRef(kernelNames_[l.kernel()]).contains(s); }))
+      continue;
     Launch launch;
     launch.function = functions[l.kernel()];
     launch.name = kernelNames_[l.kernel()];
@@ -339,13 +360,16 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
     launch.block[0] = l.block_x(), launch.block[1] = std::max(1u, l.block_y()),
     launch.block[2] = std::max(1u, l.block_z());
     launch.sharedBytes = l.shared_bytes();
+    // How many of the launch's blocks fit on one SM at once.
+    auto blocksPerSm = [&](int &perSm) {
+      return cu.check(cu.occupancyMaxActiveBlocksPerMultiprocessor(&perSm, launch.function, launch.block[0],
+                                                                    launch.sharedBytes),
+                      "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + launch.name + ")");
+    };
     if (l.persistent()) {
       // As many blocks as the GPU holds at once: the phases wait for one another.
       int perSm = 0;
-      if (auto e = cu.check(cu.occupancyMaxActiveBlocksPerMultiprocessor(&perSm, launch.function, launch.block[0],
-                                                                         launch.sharedBytes),
-                            "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + launch.name + ")"))
-        return e;
+      if (auto e = blocksPerSm(perSm)) return e;
       if (perSm < 1) return error("@" + f.name() + ": the persistent kernel " + launch.name + " fits on no SM");
       // For tuning experiments: fewer blocks per SM than fit.
       if (const char *cap = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM"))
@@ -353,6 +377,13 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       launch.persistent = true;
       launch.grid[0] = unsigned(perSm * device_.multiprocessors);
       launch.grid[1] = launch.grid[2] = 1;
+    } else if (l.grid_stride() && gridStrideBlocksPerSm_ != 0) {
+      // One wave: every block is resident from the start, so the next kernel
+      // launches while this one runs (its blocks loop over the work).
+      int perSm = 0;
+      if (auto e = blocksPerSm(perSm)) return e;
+      if (gridStrideBlocksPerSm_ > 0) perSm = std::min(perSm, gridStrideBlocksPerSm_);
+      if (perSm >= 1) launch.grid[0] = std::min(launch.grid[0], unsigned(perSm * device_.multiprocessors));
     }
     for (const auto &arg : l.args()) {
       uint64_t slot = 0;

@@ -439,6 +439,20 @@ struct MatmulSize {
 const MatmulSize kMatmulSizes[] = {{257, 250, true}, {64, 264, false}, {300, 2048, true}, {5, 8, false},
                                    {64, 86, false}};
 
+/// A matmul launch and the same work on at most 3 blocks, which loop over it
+/// (Shape::gridStride: the runtime launches fewer blocks than the grid).
+std::vector<launch::Shape> fullAndFewBlocks(launch::Shape full) {
+  EXPECT_TRUE(full.gridStride);
+  launch::Shape few = full;
+  few.gridX = std::min(full.gridX, 3u);
+  return {full, few};
+}
+
+/// " (3 blocks)" for the second shape of fullAndFewBlocks.
+std::string blocksTag(const launch::Shape &shape, const launch::Shape &full) {
+  return shape.gridX == full.gridX ? "" : " (" + std::to_string(shape.gridX) + " blocks)";
+}
+
 /// The splits (warps per row) a matmul test runs: the code generator's pick
 /// for the shape, and `other`.
 std::vector<int> splitsFor(int n, int k, DType t, int rowsPerTask, int other) {
@@ -463,9 +477,11 @@ TEST_F(KernelGpuTest, Matmul) {
       for (int split : splits) {
         const KernelWrapper &wrapper = wrappers[next++];
         DeviceBuffer xBuffer(x), wBuffer(w.bytes), y(s.n * 4);
-        y.fill(kNaNBits);
-        kernels.run(wrapper, launch::matmul(s.n, split), xBuffer.ptr, wBuffer.ptr, y.ptr);
-        expectClose(y.read<float>(), expected, wrapper.name);
+        for (launch::Shape shape : fullAndFewBlocks(launch::matmul(s.n, split))) {
+          y.fill(kNaNBits);
+          kernels.run(wrapper, shape, xBuffer.ptr, wBuffer.ptr, y.ptr);
+          expectClose(y.read<float>(), expected, wrapper.name + blocksTag(shape, launch::matmul(s.n, split)));
+        }
       }
     }
   }
@@ -491,9 +507,11 @@ TEST_F(KernelGpuTest, MatmulAdd) {
         for (int i = 0; i < s.n; ++i)
           expected[i] += r[i];
         DeviceBuffer xBuffer(x), wBuffer(w.bytes), rBuffer(r), y(s.n * 4);
-        y.fill(kNaNBits);
-        kernels.run(wrapper, launch::matmulAdd(s.n, split), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, y.ptr);
-        expectClose(y.read<float>(), expected, wrapper.name);
+        for (launch::Shape shape : fullAndFewBlocks(launch::matmulAdd(s.n, split))) {
+          y.fill(kNaNBits);
+          kernels.run(wrapper, shape, xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, y.ptr);
+          expectClose(y.read<float>(), expected, wrapper.name + blocksTag(shape, launch::matmulAdd(s.n, split)));
+        }
         // The residual update in place: y aliases r.
         kernels.run(wrapper, launch::matmulAdd(s.n, split), xBuffer.ptr, wBuffer.ptr, rBuffer.ptr, rBuffer.ptr);
         expectClose(rBuffer.read<float>(), expected, wrapper.name + " (in place)");
@@ -523,9 +541,11 @@ TEST_F(KernelGpuTest, MatmulSwiglu) {
         for (int i = 0; i < s.n; ++i)
           expected[i] = silu(a[i]) * b[i];
         DeviceBuffer xBuffer(x), w1Buffer(w1.bytes), w3Buffer(w3.bytes), y(s.n * 4);
-        y.fill(kNaNBits);
-        kernels.run(wrapper, launch::matmulSwiglu(s.n, split), xBuffer.ptr, w1Buffer.ptr, w3Buffer.ptr, y.ptr);
-        expectClose(y.read<float>(), expected, wrapper.name);
+        for (launch::Shape shape : fullAndFewBlocks(launch::matmulSwiglu(s.n, split))) {
+          y.fill(kNaNBits);
+          kernels.run(wrapper, shape, xBuffer.ptr, w1Buffer.ptr, w3Buffer.ptr, y.ptr);
+          expectClose(y.read<float>(), expected, wrapper.name + blocksTag(shape, launch::matmulSwiglu(s.n, split)));
+        }
       }
   }
 }
@@ -558,10 +578,11 @@ TEST_F(KernelGpuTest, MatmulQkv) {
           expected.push_back(v);
         int total = s.nq + s.nk + s.nv;
         DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes), y(total * 4);
-        y.fill(kNaNBits);
-        kernels.run(wrapper, launch::matmulQkv(total, split), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr, wvBuffer.ptr,
-                    y.ptr);
-        expectClose(y.read<float>(), expected, wrapper.name);
+        for (launch::Shape shape : fullAndFewBlocks(launch::matmulQkv(total, split))) {
+          y.fill(kNaNBits);
+          kernels.run(wrapper, shape, xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr, wvBuffer.ptr, y.ptr);
+          expectClose(y.read<float>(), expected, wrapper.name + blocksTag(shape, launch::matmulQkv(total, split)));
+        }
       }
   }
 }
@@ -600,24 +621,28 @@ TEST_F(KernelGpuTest, MatmulQkvRopeKv) {
       // The caches hold earlier positions that must survive untouched.
       Weights kInitial = encode(randomVector(rng, size_t(s.seqLen) * s.nk), s.kv);
       Weights vInitial = encode(randomVector(rng, size_t(s.seqLen) * s.nk), s.kv);
-      DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes),
-          posBuffer(std::vector<int>{s.pos}), kcache(kInitial.bytes), vcache(vInitial.bytes), y(s.nq * 4);
-      y.fill(kNaNBits);
-      kernels.run(wrapper, launch::matmulQkvRopeKv(s.nq, s.nk, split), xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr,
-                  wvBuffer.ptr, posBuffer.ptr, kcache.ptr, vcache.ptr, y.ptr);
-      std::string what = wrapper.name + " at pos " + std::to_string(s.pos);
-      expectClose(y.read<float>(), q, what + " q");
+      const launch::Shape full = launch::matmulQkvRopeKv(s.nq, s.nk, split);
+      for (launch::Shape shape : fullAndFewBlocks(full)) {
+        DeviceBuffer xBuffer(x), wqBuffer(wq.bytes), wkBuffer(wk.bytes), wvBuffer(wv.bytes),
+            posBuffer(std::vector<int>{s.pos}), kcache(kInitial.bytes), vcache(vInitial.bytes), y(s.nq * 4);
+        y.fill(kNaNBits);
+        kernels.run(wrapper, shape, xBuffer.ptr, wqBuffer.ptr, wkBuffer.ptr, wvBuffer.ptr, posBuffer.ptr, kcache.ptr,
+                    vcache.ptr, y.ptr);
+        std::string what = wrapper.name + " at pos " + std::to_string(s.pos) + blocksTag(shape, full);
+        expectClose(y.read<float>(), q, what + " q");
 
-      std::vector<float> kAfter = decode(kcache.read<uint8_t>(), s.kv), vAfter = decode(vcache.read<uint8_t>(), s.kv);
-      size_t row = size_t(s.pos) * s.nk;
-      double tolerance = std::max(kTolerance, roundingError(s.kv));
-      expectClose(std::vector<float>(kAfter.begin() + row, kAfter.begin() + row + s.nk), k, what + " k", tolerance);
-      expectClose(std::vector<float>(vAfter.begin() + row, vAfter.begin() + row + s.nk), v, what + " v", tolerance);
-      for (size_t i = 0; i < kAfter.size(); ++i)
-        if (i < row || i >= row + s.nk) {
-          ASSERT_EQ(kAfter[i], kInitial.values[i]) << what << ": kcache[" << i << "] changed";
-          ASSERT_EQ(vAfter[i], vInitial.values[i]) << what << ": vcache[" << i << "] changed";
-        }
+        std::vector<float> kAfter = decode(kcache.read<uint8_t>(), s.kv);
+        std::vector<float> vAfter = decode(vcache.read<uint8_t>(), s.kv);
+        size_t row = size_t(s.pos) * s.nk;
+        double tolerance = std::max(kTolerance, roundingError(s.kv));
+        expectClose(std::vector<float>(kAfter.begin() + row, kAfter.begin() + row + s.nk), k, what + " k", tolerance);
+        expectClose(std::vector<float>(vAfter.begin() + row, vAfter.begin() + row + s.nk), v, what + " v", tolerance);
+        for (size_t i = 0; i < kAfter.size(); ++i)
+          if (i < row || i >= row + s.nk) {
+            ASSERT_EQ(kAfter[i], kInitial.values[i]) << what << ": kcache[" << i << "] changed";
+            ASSERT_EQ(vAfter[i], vInitial.values[i]) << what << ": vcache[" << i << "] changed";
+          }
+      }
     }
 }
 

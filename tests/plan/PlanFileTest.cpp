@@ -132,6 +132,7 @@ Plan makePlan() {
     launch.set_block_z(1);
     launch.set_shared_bytes(1024);
     launch.set_persistent(true);
+    launch.set_grid_stride(true);
     using Arg = llamac::plan::Function::Launch::Arg;
     auto &arena = *launch.add_args();
     arena.set_kind(Arg::ARENA);
