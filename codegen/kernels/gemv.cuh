@@ -52,12 +52,21 @@ namespace launch {
 /// Larger one-row matrices keep one warp per row up to this many loads per lane.
 [[maybe_unused]] constexpr unsigned kGemvOneWarpMaxLoads = 32;
 
+/// Smaller ones take fewer warps per row where that still gives this many
+/// blocks and kGemvUnroll loads per lane: a grid of many more blocks fills
+/// every SM's threads while it waits for the kernel before it, and the kernel
+/// after it can load nothing until it is done.
+[[maybe_unused]] constexpr unsigned kGemvSplitMinBlocks = 192;
+
 /// Warps per warp task for `n` rows of `k` elements of `elementBytes` bytes,
 /// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs), from H100
 /// measurements (bench/NOTES.md, session 3):
 ///   - one-row tasks of matrices up to 16 MB: 4 warps when each lane would
 ///     otherwise issue 8 or more loads of a row, else 2 (a sweep of every
-///     split on stories110M and Llama-3.2-1B; their grids are small);
+///     split on stories110M and Llama-3.2-1B; their grids are small), but the
+///     fewest that give kGemvSplitMinBlocks blocks and kGemvUnroll loads per
+///     lane (Llama-3.2-1B wo: 1, not 4; stories110M f32 w2: 2, not 4; measured
+///     in the decode graph, bench/NOTES.md, session 5);
 ///   - row pairs up to 16 MB: 1 (splitting them lost every time);
 ///   - larger one-row matrices: 1 while each lane issues at most
 ///     kGemvOneWarpMaxLoads loads of a row (a sweep of the Llama-3-8B and
@@ -70,8 +79,15 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
                                                 unsigned rowsPerTask) {
   const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
   const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
-  if (bytes <= kGemvSplitMaxBytes)
-    return rowsPerTask != 1 ? 1 : ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
+  if (bytes <= kGemvSplitMaxBytes) {
+    if (rowsPerTask != 1)
+      return 1;
+    const unsigned most = ceilDiv(loads, kWarpSize) >= kGemvUnroll ? 4 : 2;
+    for (unsigned split = 1; split < most; split *= 2)
+      if (ceilDiv(n * split, kGemvWarps) >= kGemvSplitMinBlocks && ceilDiv(loads, kWarpSize * split) >= kGemvUnroll)
+        return split;
+    return most;
+  }
   if (rowsPerTask == 1 && ceilDiv(loads, kWarpSize) <= kGemvOneWarpMaxLoads)
     return 1;
   unsigned split = 1;

@@ -137,12 +137,15 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::matmulQkvRopeKv(96, 32, 1).gridX, 10u); // 80 row pairs
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
   EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
-  // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB, 1 for
-  // their row pairs; larger matrices: one-row tasks 1 up to 32 loads per
-  // lane, else (and row pairs) each lane within 8 loads of a row.
+  // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB (fewer
+  // where fewer give 192 blocks and 8 loads per lane), 1 for their row pairs;
+  // larger matrices: one-row tasks 1 up to 32 loads per lane, else (and row
+  // pairs) each lane within 8 loads of a row.
   EXPECT_EQ(launch::gemvSplit(768, 768, 4, 1), 2u);     // 2.4 MB, 6 loads per lane
-  EXPECT_EQ(launch::gemvSplit(768, 2048, 4, 1), 4u);    // 6.3 MB, 16 loads per lane
-  EXPECT_EQ(launch::gemvSplit(2048, 2048, 2, 1), 4u);   // 8.4 MB, 8 loads per lane
+  EXPECT_EQ(launch::gemvSplit(768, 2048, 4, 1), 2u);    // 6.3 MB, 16 loads per lane: 192 blocks of 8 with two
+  EXPECT_EQ(launch::gemvSplit(768, 2048, 2, 1), 4u);    // f16: two would leave 4 loads per lane
+  EXPECT_EQ(launch::gemvSplit(2048, 2048, 2, 1), 1u);   // 8.4 MB, 8 loads per lane, 256 blocks with one warp
+  EXPECT_EQ(launch::gemvSplit(512, 2048, 2, 1), 4u);    // 64 blocks with one warp, 128 with two
   EXPECT_EQ(launch::gemvSplit(4096, 768, 4, 2), 1u);    // row pairs, 12.6 MB
   EXPECT_EQ(launch::gemvSplit(257, 250, 4, 1), 4u);     // scalar path: 250 loads, 8 per lane
   EXPECT_EQ(launch::gemvSplit(2048, 8192, 2, 1), 1u);   // Llama-3.2-1B w2, 33.5 MB: 32 loads per lane, one warp
