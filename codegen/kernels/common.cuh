@@ -202,11 +202,10 @@ __device__ __forceinline__ int elementIndex() { return blockX() * launch::kEleme
 /// KernelSources.NoRestrictOnActivations checks every kernel file. On older GPUs, and
 /// when the launch has no programmatic dependency, both are no-ops.
 ///
-/// Two timing experiments, for NVRTC options the runtime takes from
-/// LLAMAC_NVRTC_OPTIONS (CudaEngine.cpp); both give wrong results:
-/// -DLLAMAC_EXPERIMENT_NO_WAIT=1 never waits (what the kernels cost without
-/// their dependencies), -DLLAMAC_EXPERIMENT_LATE_TRIGGER=1 lets the next
-/// kernel launch only after the wait.
+/// A timing experiment, with NVRTC options the runtime takes from
+/// LLAMAC_NVRTC_OPTIONS (CudaEngine.cpp): -DLLAMAC_EXPERIMENT_LATE_TRIGGER=1
+/// lets the next kernel launch only after the wait (correct, and slower:
+/// bench/NOTES.md, session 5).
 __device__ __forceinline__ void allowDependentLaunch() {
 #if __CUDA_ARCH__ >= 900 && !LLAMAC_PERSISTENT && !LLAMAC_EXPERIMENT_LATE_TRIGGER
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -220,7 +219,7 @@ __device__ __forceinline__ int blockX() { return (int)blockIdx.x; }
 __device__ __forceinline__ int blockY() { return (int)blockIdx.y; }
 __device__ __forceinline__ int gridX() { return (int)gridDim.x; }
 __device__ __forceinline__ void waitForPreviousKernel() {
-#if __CUDA_ARCH__ >= 900 && !LLAMAC_EXPERIMENT_NO_WAIT
+#if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
