@@ -72,8 +72,7 @@ cl::opt<unsigned> gemvSplit("gemv-split", cl::desc("Warps per matmul row, 1/2/4/
                             cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
 cl::opt<bool> persistent("persistent",
                          cl::desc("Run each decode step as one persistent kernel instead of a kernel per op "
-                                  "(experimental: slower on the H100 today, bench/NOTES.md; contexts of at "
-                                  "most 128 positions only, else a kernel per op)"),
+                                  "(experimental: slower on the H100 when last timed, bench/NOTES.md)"),
                          cl::sub(compileCmd), cl::cat(category));
 cl::opt<Emit> emit("emit", cl::desc("What to write"), cl::init(Emit::Plan),
                    cl::values(clEnumValN(Emit::Ir, "ir", "The IR as imported, before any pass"),

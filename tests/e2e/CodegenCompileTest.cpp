@@ -44,7 +44,6 @@ void expectKernelsCompile(const ir::Module &m, llvm::StringRef what, bool persis
   if (persistent) {
     // Every function is one persistent launch, but advance_greedy, which is
     // one launch already; the kernels the persistent ones absorbed are gone.
-    // (Contexts over 128 positions, split attention, are not absorbed.)
     for (const auto &f : fresh.functions()) {
       ASSERT_EQ(f.launches_size(), 1) << what.str() << " @" << f.name();
       EXPECT_EQ(f.launches(0).persistent(), f.name() != "advance_greedy") << what.str() << " @" << f.name();
