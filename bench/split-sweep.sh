@@ -17,11 +17,10 @@ DTYPE=${DTYPE:-bf16}
 for split in ${SPLITS:-0 1 2 4 8}; do
   plan="$W/$SHAPE.$DTYPE.split$split.pb"
   "$BIN/llamac" compile "$W/$SHAPE.bin" -o "$plan" --dtype "$DTYPE" --arch sm_90 --gemv-split $split 2>> "$OUT/llamac.err" || continue
-  "$BIN/llamarun" "$plan" --device cuda --bench --bench-tokens 128 --bench-runs 5 --json --quiet > "$OUT/split$split.json"
+  echo "split $split: $(LLAMAC=$BIN bench/variants.sh "$plan" "" | sed 's/^(default): //')"
   if command -v ncu > /dev/null; then
     ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
       "$BIN/llamarun" "$plan" --device cuda --steps 2 --prompt-tokens 1 --quiet > "$OUT/split$split.csv" 2> /dev/null
   fi
-  echo "split $split: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.4f ms/token, %.1f%% of floor" % (r["ms_per_token"], 100*r["fraction_of_floor"]))' "$OUT/split$split.json")"
   rm -f "$plan" "$plan".weights*
 done

@@ -324,11 +324,11 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   }
   case OpKind::Attention: {
     // attention.cuh reads the cache rows of earlier steps before its wait,
-    // which only a step that starts with the embedding (it waits before it
-    // lets the next kernel launch) makes safe.
+    // which only a step whose first kernel waits before it lets the next one
+    // launch (Wait::FirstOfStep: the embedding) makes safe.
     if (function_->launches_size() == 0 ||
-        !llvm::StringRef(kernels_[function_->launches(0).kernel()].name).startswith("embedding_"))
-      return error(text + ": attention in a function that does not start with the embedding");
+        kernels_[function_->launches(0).kernel()].waits != Wait::FirstOfStep)
+      return error(text + ": attention in a function whose first kernel lets the next launch before it waits");
     int64_t layer = op.intAttr(AttrKey::layer);
     int h = int(op.intAttr(AttrKey::n_heads)), kvh = int(op.intAttr(AttrKey::n_kv_heads)),
         hs = int(op.intAttr(AttrKey::head_size)), s = int(m_.kvCache().seqLen);

@@ -28,16 +28,6 @@ std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
 
 std::string boolText(bool value) { return value ? "true" : "false"; }
 
-/// Who waits for the kernel before this one (common.cuh: programmatic
-/// dependent launch): the wrapper, before calling the template, or the
-/// template itself, as the matmul family does in warpDots after issuing its
-/// first weight loads, and attention after loading the cache rows of earlier
-/// steps. FirstOfStep: the wrapper waits, and only then lets the next kernel
-/// launch, so that every kernel after it starts after every kernel of the
-/// step before has finished (attention.cuh reads what they wrote before its
-/// wait).
-enum class Wait { InWrapper, InTemplate, FirstOfStep };
-
 /// Every kernel first lets the next one launch, may prefetch its weights
 /// into L2, and waits for the kernel before it.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
@@ -61,7 +51,7 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
   w.params = std::move(params);
   w.call = std::move(call);
   w.prefetch = std::move(prefetch);
-  w.waitsInTemplate = waits == Wait::InTemplate;
+  w.waits = waits;
   return w;
 }
 
@@ -287,7 +277,7 @@ KernelWrapper persistentKernel(const std::string &name, llvm::ArrayRef<Persisten
                           "      llamac::detail::setBlock(b, {1});\n",
                           phase.gridX * phase.gridY, phase.gridX);
     if (!k.prefetch.empty()) body += "    " + k.prefetch;
-    if (!k.waitsInTemplate) body += "      llamac::detail::waitForPreviousKernel();\n";
+    if (k.waits != Wait::InTemplate) body += "      llamac::detail::waitForPreviousKernel();\n";
     body += "      " + k.call + ";\n    }\n  }\n";
     body += llvm::formatv("  llamac::detail::endPhase({0});\n", p);
   }

@@ -22,18 +22,28 @@
 
 namespace llamac::codegen {
 
+/// Who waits for the kernel before this one (common.cuh: programmatic
+/// dependent launch): the wrapper, before calling the template, or the
+/// template itself, as the matmul family does in warpDots after issuing its
+/// first weight loads, and attention after loading the cache rows of earlier
+/// steps. FirstOfStep: the wrapper waits, and only then lets the next kernel
+/// launch, so that every kernel after it starts after every kernel of the
+/// step before has finished (attention.cuh reads what they wrote before its
+/// wait; the code generator checks that such a kernel starts the step).
+enum class Wait { InWrapper, InTemplate, FirstOfStep };
+
 struct KernelWrapper {
   std::string file;   // "matmul.cuh"
   std::string name;   // the extern "C" kernel name
   unsigned threads = 0; // __launch_bounds__, the block size it must be launched with
   std::string code;   // the wrapper's definition
   // The parts of `code`, for the persistent kernel, which calls the same
-  // template as one phase (makePersistentKernel):
+  // template as one phase (persistentKernel):
   std::string params;     // "const float* x, const float* w, float* y"
   std::string call;       // "llamac::matmul<...>(x, w, y, 1e-5f)"
   std::string prefetch;   // statements run before the wait (L2 prefetch), or ""
-  bool waitsInTemplate = false; // else the wrapper waits before the call
-  // Set only by makePersistentKernel: lines before the includes, and files
+  Wait waits = Wait::InWrapper;
+  // Set only by persistentKernel: lines before the includes, and files
   // included after `file`.
   std::string prelude;
   std::vector<std::string> moreFiles;
@@ -71,7 +81,7 @@ KernelWrapper argmaxKernel(int n);
 /// Not an op: chains greedy steps on the device (advance.cuh).
 KernelWrapper advanceGreedyKernel();
 
-/// One launch of a plan function, for makePersistentKernel: the kernel, its
+/// One launch of a plan function, for persistentKernel: the kernel, its
 /// grid, and one C++ expression per parameter of the wrapper (in terms of the
 /// persistent kernel's parameters arena_, weights_, kv_, token_ and pos_).
 struct PersistentPhase {

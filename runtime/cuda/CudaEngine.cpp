@@ -65,6 +65,37 @@ struct Launch {
   std::optional<plan::Function::Launch::Collective> collective;
 };
 
+/// Settings for timing experiments, read once from the environment
+/// (README.md, bench/variants.sh).
+struct Tuning {
+  /// LLAMAC_SKIP_KERNELS=a,b: the launches of kernels whose names contain a
+  /// or b are left out of the graphs (the tokens are wrong).
+  std::vector<std::string> skipKernels;
+  /// LLAMAC_NVRTC_OPTIONS: every kernel is recompiled with these options
+  /// (common.cuh's experiment switches), separated by spaces.
+  std::vector<std::string> nvrtcOptions;
+  /// LLAMAC_GRID_STRIDE_BLOCKS_PER_SM: blocks per SM of the grid-stride
+  /// (matmul) kernels: 0 their whole grid (the default), -1 as many as fit.
+  int gridStrideBlocksPerSm = 0;
+  /// LLAMAC_PERSISTENT_BLOCKS_PER_SM: at most this many blocks per SM of a
+  /// persistent kernel (0: as many as fit, the default).
+  int persistentBlocksPerSm = 0;
+
+  static Tuning fromEnvironment() {
+    Tuning t;
+    auto list = [](const char *name, char separator, std::vector<std::string> &out) {
+      llvm::SmallVector<llvm::StringRef> parts;
+      if (const char *value = std::getenv(name)) llvm::StringRef(value).split(parts, separator, -1, false);
+      for (llvm::StringRef part : parts) out.push_back(part.str());
+    };
+    list("LLAMAC_SKIP_KERNELS", ',', t.skipKernels);
+    list("LLAMAC_NVRTC_OPTIONS", ' ', t.nvrtcOptions);
+    if (const char *value = std::getenv("LLAMAC_GRID_STRIDE_BLOCKS_PER_SM")) t.gridStrideBlocksPerSm = std::atoi(value);
+    if (const char *value = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM")) t.persistentBlocksPerSm = std::atoi(value);
+    return t;
+  }
+};
+
 struct Program {
   std::vector<Launch> launches;
   CUgraphExec graph = nullptr;
@@ -142,7 +173,7 @@ private:
   std::vector<std::string> kernelNames_;
   bool syncEachLaunch_ = false;
   bool dependentLaunch_ = false;
-  int gridStrideBlocksPerSm_ = 0;
+  Tuning tuning_ = Tuning::fromEnvironment();
 };
 
 CudaEngine::~CudaEngine() {
@@ -163,9 +194,6 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   if (p.kernels().empty()) return error("the plan holds no CUDA kernels (compile it with a llamac that emits them)");
   auto flag = [](const char *name) { return std::getenv(name) && std::string(std::getenv(name)) == "1"; };
   syncEachLaunch_ = flag("LLAMAC_CUDA_SYNC");
-  // For tuning: blocks per SM of the matmul kernels (0: their whole grid;
-  // default, or -1: as many as fit).
-  if (const char *value = std::getenv("LLAMAC_GRID_STRIDE_BLOCKS_PER_SM")) gridStrideBlocksPerSm_ = std::atoi(value);
   dependentLaunch_ = device_.computeMajor >= 9 && !flag("LLAMAC_NO_PDL") && !syncEachLaunch_;
   CUdevice dev;
   if (auto e = cu.check(cu.deviceGet(&dev, device_.ordinal), "cuDeviceGet")) return e;
@@ -235,31 +263,30 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
   const auto &kernels = plan.plan.kernels();
   std::vector<std::string> images(kernels.size());
   std::vector<size_t> missing;
-  // For timing experiments (common.cuh): every kernel recompiled with these
-  // NVRTC options, separated by spaces.
-  std::vector<std::string> experimentOptions;
-  if (const char *value = std::getenv("LLAMAC_NVRTC_OPTIONS")) {
-    llvm::SmallVector<llvm::StringRef> parts;
-    llvm::StringRef(value).split(parts, ' ', -1, false);
-    for (llvm::StringRef part : parts) experimentOptions.push_back(part.str());
-  }
+  const std::vector<std::string> &options = tuning_.nvrtcOptions;
   for (int i = 0; i < kernels.size(); ++i) {
-    if (experimentOptions.empty())
+    if (options.empty())
       for (const auto &binary : kernels[i].binaries())
         if (binary.arch() == arch) images[i] = binary.cubin();
     if (images[i].empty()) missing.push_back(i);
   }
-  if (!missing.empty()) {
-    std::string have;
-    for (const auto &binary : kernels[0].binaries()) have += (have.empty() ? "" : ", ") + binary.arch();
-    if (log)
+  if (!missing.empty() && log) {
+    if (!options.empty()) {
+      *log << llvm::formatv("llamarun: LLAMAC_NVRTC_OPTIONS is set; recompiling {0} kernels from source with NVRTC\n",
+                            missing.size());
+    } else {
+      std::string have;
+      for (const auto &binary : kernels[0].binaries()) have += (have.empty() ? "" : ", ") + binary.arch();
       *log << llvm::formatv("llamarun: the plan has no cubin for this GPU's {0} (it has {1}); recompiling {2} kernels "
                             "from source with NVRTC\n",
                             arch, have.empty() ? "none" : have, missing.size());
+    }
+  }
+  if (!missing.empty()) {
     std::vector<llvm::Expected<CompiledKernel>> compiled;
     compiled.reserve(missing.size());
     for (size_t i : missing)
-      compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch, experimentOptions));
+      compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch, options));
     for (size_t j = 0; j < missing.size(); ++j) {
       if (!compiled[j]) return error("recompiling " + kernels[missing[j]].name() + ": " +
                                      llvm::toString(compiled[j].takeError()));
@@ -337,10 +364,6 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   program.outputBytes = f.output().bytes();
   if (program.outputOffset + program.outputBytes > arenaBytes_)
     return error("@" + f.name() + ": its output lies outside the arena");
-  // For timing experiments: leave out the launches of kernels whose names
-  // contain one of these comma-separated strings (the results are wrong).
-  llvm::SmallVector<llvm::StringRef> skipped;
-  if (const char *value = std::getenv("LLAMAC_SKIP_KERNELS")) llvm::StringRef(value).split(skipped, ',', -1, false);
   for (const auto &l : f.launches()) {
     if (l.has_collective() && l.collective().kind() != plan::Function::Launch::Collective::NONE) {
       if (!rank_.collective) return error("@" + f.name() + ": a collective in a plan run on one GPU");
@@ -351,8 +374,9 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       continue;
     }
     if (l.kernel() >= functions.size()) return error("@" + f.name() + ": a launch names a kernel the plan lacks");
-    if (llvm::any_of(skipped, [&](llvm::StringRef s) { return llvm::StringRef(kernelNames_[l.kernel()]).contains(s); }))
-      continue;
+    if (llvm::any_of(tuning_.skipKernels,
+                     [&](const std::string &s) { return llvm::StringRef(kernelNames_[l.kernel()]).contains(s); }))
+      continue; // a timing experiment (Tuning)
     Launch launch;
     launch.function = functions[l.kernel()];
     launch.name = kernelNames_[l.kernel()];
@@ -371,18 +395,16 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
       int perSm = 0;
       if (auto e = blocksPerSm(perSm)) return e;
       if (perSm < 1) return error("@" + f.name() + ": the persistent kernel " + launch.name + " fits on no SM");
-      // For tuning experiments: fewer blocks per SM than fit.
-      if (const char *cap = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM"))
-        perSm = std::clamp(std::atoi(cap), 1, perSm);
+      if (tuning_.persistentBlocksPerSm > 0) perSm = std::min(perSm, tuning_.persistentBlocksPerSm);
       launch.persistent = true;
       launch.grid[0] = unsigned(perSm * device_.multiprocessors);
       launch.grid[1] = launch.grid[2] = 1;
-    } else if (l.grid_stride() && gridStrideBlocksPerSm_ != 0) {
+    } else if (l.grid_stride() && tuning_.gridStrideBlocksPerSm != 0) {
       // One wave: every block is resident from the start, so the next kernel
       // launches while this one runs (its blocks loop over the work).
       int perSm = 0;
       if (auto e = blocksPerSm(perSm)) return e;
-      if (gridStrideBlocksPerSm_ > 0) perSm = std::min(perSm, gridStrideBlocksPerSm_);
+      if (tuning_.gridStrideBlocksPerSm > 0) perSm = std::min(perSm, tuning_.gridStrideBlocksPerSm);
       if (perSm >= 1) launch.grid[0] = std::min(launch.grid[0], unsigned(perSm * device_.multiprocessors));
     }
     for (const auto &arg : l.args()) {

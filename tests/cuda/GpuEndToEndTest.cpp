@@ -36,14 +36,11 @@ protected:
 /// unshared-classifier and odd-size models) with `flags` and checks the GPU
 /// against the CPU executor: logits within `tolerance`, greedy steps and
 /// chained greedy steps token for token.
-/// `realModelFlags` are added for the real models only (their contexts are
-/// 128 to 512 positions, the random ones' 24 to 32).
-void compareWithCpu(const std::string &flags, double tolerance, bool randomShapes = false,
-                    const std::string &realModelFlags = "") {
+void compareWithCpu(const std::string &flags, double tolerance, bool randomShapes = false) {
   test::TempDir dir;
   std::vector<std::tuple<std::string, std::string, std::string>> models; // name, path, flags
   for (const auto &model : test::kRealModels)
-    models.emplace_back(model.file, test::modelPath(model.file), flags + " " + realModelFlags);
+    models.emplace_back(model.file, test::modelPath(model.file), flags);
   if (randomShapes)
     for (const auto &shape : test::kRandomShapes)
       models.emplace_back(shape.name, test::makeRandomModel(dir, shape), flags);
