@@ -43,8 +43,14 @@ namespace launch {
 [[maybe_unused]] constexpr int kGemvThreads = 256;
 [[maybe_unused]] constexpr int kGemvWarps = kGemvThreads / kWarpSize;
 
-/// 16-byte loads each lane issues per row before using the first.
-[[maybe_unused]] constexpr int kGemvUnroll = 8;
+/// 16-byte loads each lane issues per row before using the first. A timing
+/// experiment may recompile the kernels with another value
+/// (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_GEMV_UNROLL=4); the code
+/// generator's split rule (gemvSplit) keeps using 8.
+#ifndef LLAMAC_EXPERIMENT_GEMV_UNROLL
+#define LLAMAC_EXPERIMENT_GEMV_UNROLL 8
+#endif
+[[maybe_unused]] constexpr int kGemvUnroll = LLAMAC_EXPERIMENT_GEMV_UNROLL;
 
 /// Matrices up to this size may split their rows over warps.
 [[maybe_unused]] constexpr unsigned long long kGemvSplitMaxBytes = 16ull << 20;
@@ -287,6 +293,25 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
     }
     // The task's next call may write partial[] again.
     asm volatile("bar.sync %0, %1;" ::"r"(1 + first / Split), "r"(kStride) : "memory");
+  }
+}
+
+/// The task loop of the matmul templates: each warp group of Split warps
+/// takes tasks gemvWarpTask(), + gemvTaskStride(), ... below `tasks`;
+/// rowsOf(task, r) is the task's row r (of R), and epilogue(task, dots) runs
+/// on the task's leader lane with its R sums.
+template <int K, typename T, int R, bool RmsPrologue, int Split, typename RowsOf, typename Epilogue>
+__device__ __forceinline__ void gemvTasks(const float *x, float eps, int tasks, RowsOf rowsOf, Epilogue epilogue) {
+  float xScale = -1.0f;
+  for (int task = gemvWarpTask<Split>(); task < tasks; task += gemvTaskStride<Split>()) {
+    const T *rows[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      rows[r] = rowsOf(task, r);
+    float dots[R];
+    warpDots<K, T, R, RmsPrologue, Split>(x, eps, rows, dots, xScale);
+    if (gemvLeader<Split>())
+      epilogue(task, dots);
   }
 }
 

@@ -32,14 +32,9 @@ LLAMAC_HOST_DEVICE constexpr Shape matmul(unsigned n, unsigned split) { return g
 template <int N, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul(const float *x, const T *__restrict__ w,
                                        float *__restrict__ y, float eps) {
-  float xScale = -1.0f;
-  for (int row = detail::gemvWarpTask<Split>(); row < N; row += detail::gemvTaskStride<Split>()) {
-    const T *rows[1] = {w + (size_t)row * K};
-    float dot[1];
-    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale);
-    if (detail::gemvLeader<Split>())
-      y[row] = dot[0];
-  }
+  detail::gemvTasks<K, T, 1, RmsPrologue, Split>(
+      x, eps, N, [&](int row, int) { return w + (size_t)row * K; },
+      [&](int row, const float(&dot)[1]) { y[row] = dot[0]; });
 }
 #endif // LLAMAC_DEVICE_CODE
 

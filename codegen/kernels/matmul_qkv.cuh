@@ -34,17 +34,13 @@ template <int Nq, int Nk, int Nv, int K, typename T, bool RmsPrologue, int Split
 __device__ __forceinline__ void matmul_qkv(const float *x, const T *__restrict__ wq,
                                            const T *__restrict__ wk, const T *__restrict__ wv,
                                            float *__restrict__ y, float eps) {
-  float xScale = -1.0f;
-  for (int row = detail::gemvWarpTask<Split>(); row < Nq + Nk + Nv; row += detail::gemvTaskStride<Split>()) {
-    const T *rowStart = row < Nq        ? wq + (size_t)row * K
-                        : row < Nq + Nk ? wk + (size_t)(row - Nq) * K
-                                        : wv + (size_t)(row - Nq - Nk) * K;
-    const T *rows[1] = {rowStart};
-    float dot[1];
-    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale);
-    if (detail::gemvLeader<Split>())
-      y[row] = dot[0];
-  }
+  auto rowsOf = [&](int row, int) {
+    return row < Nq        ? wq + (size_t)row * K
+           : row < Nq + Nk ? wk + (size_t)(row - Nq) * K
+                           : wv + (size_t)(row - Nq - Nk) * K;
+  };
+  detail::gemvTasks<K, T, 1, RmsPrologue, Split>(x, eps, Nq + Nk + Nv, rowsOf,
+                                                 [&](int row, const float(&dot)[1]) { y[row] = dot[0]; });
 }
 #endif // LLAMAC_DEVICE_CODE
 

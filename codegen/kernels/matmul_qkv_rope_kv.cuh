@@ -45,19 +45,18 @@ matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict
                    KvT *__restrict__ vcache, float *__restrict__ y, float theta, float eps) {
   static_assert(Nq % HeadSize == 0 && Nk % HeadSize == 0 && HeadSize % 2 == 0,
                 "whole heads of pairs");
-  float xScale = -1.0f;
-  for (int task = detail::gemvWarpTask<Split>(); 2 * task < Nq + 2 * Nk; task += detail::gemvTaskStride<Split>()) {
+  // Task t is the pair of rows (2t, 2t + 1) of the concatenation [Wq; Wk; Wv].
+  auto rowsOf = [&](int task, int r) {
+    const int row = 2 * task + r;
+    return row < Nq        ? wq + (size_t)row * K
+           : row < Nq + Nk ? wk + (size_t)(row - Nq) * K
+                           : wv + (size_t)(row - Nq - Nk) * K;
+  };
+  auto epilogue = [&](int task, const float(&dots)[2]) {
     const int row = 2 * task; // the pair (row, row + 1)
-    // Each kind of row: its matrix, its row within it, whether it rotates.
+    // Each kind of row: its row within its matrix, whether it rotates.
     const bool isQ = row < Nq, isK = !isQ && row < Nq + Nk;
     const int local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
-    const T *matrix = isQ ? wq : isK ? wk : wv;
-    const T *rows[2] = {matrix + (size_t)local * K, matrix + (size_t)(local + 1) * K};
-    float dots[2];
-    detail::warpDots<K, T, 2, RmsPrologue, Split>(x, eps, rows, dots, xScale);
-    if (!detail::gemvLeader<Split>())
-      continue;
-
     const int p = *pos;
     float v0 = dots[0], v1 = dots[1];
     if (isQ || isK)
@@ -70,7 +69,8 @@ matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict
       detail::storeAs(v0, out);
       detail::storeAs(v1, out + 1);
     }
-  }
+  };
+  detail::gemvTasks<K, T, 2, RmsPrologue, Split>(x, eps, (Nq + 2 * Nk) / 2, rowsOf, epilogue);
 }
 #endif // LLAMAC_DEVICE_CODE
 

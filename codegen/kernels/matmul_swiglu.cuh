@@ -32,16 +32,12 @@ template <int N, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul_swiglu(const float *x, const T *__restrict__ w1,
                                               const T *__restrict__ w3, float *__restrict__ y,
                                               float eps) {
-  float xScale = -1.0f;
-  for (int row = detail::gemvWarpTask<Split>(); row < N; row += detail::gemvTaskStride<Split>()) {
-    const T *rows[2] = {w1 + (size_t)row * K, w3 + (size_t)row * K};
-    float dots[2];
-    detail::warpDots<K, T, 2, RmsPrologue, Split>(x, eps, rows, dots, xScale);
-    if (detail::gemvLeader<Split>()) {
-      const float a = dots[0], b = dots[1];
-      y[row] = a * (1.0f / (1.0f + expf(-a))) * b;
-    }
-  }
+  detail::gemvTasks<K, T, 2, RmsPrologue, Split>(
+      x, eps, N, [&](int row, int r) { return (r == 0 ? w1 : w3) + (size_t)row * K; },
+      [&](int row, const float(&dots)[2]) {
+        const float a = dots[0], b = dots[1];
+        y[row] = a * (1.0f / (1.0f + expf(-a))) * b;
+      });
 }
 #endif // LLAMAC_DEVICE_CODE
 
