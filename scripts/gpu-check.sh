@@ -5,10 +5,10 @@
 #
 #   kernels    kernel_gpu_tests: every kernel against a C++ reference;
 #              gpu_e2e_tests: whole plans, logits against the CPU executor
-#   e2e        greedy tokens CUDA vs CPU on the real models, full seq_len
-#              (plans with a kernel per op, and --persistent ones)
-#   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU
-#              (both kinds of plan)
+#   e2e        greedy tokens CUDA vs CPU on the real models, full seq_len,
+#              for every plan kind of PLAN_KINDS
+#   random     random stories110M / Llama-3.2-1B shapes (f32), 128 steps, CUDA vs CPU,
+#              for every plan kind of PLAN_KINDS
 #   recompile  a plan with only sm_80 cubins runs by recompiling with NVRTC
 #   sanitizer  compute-sanitizer memcheck and racecheck on stories260K
 #   bench      decode tok/s against the bandwidth floor (BENCH_PLANS, e.g.
@@ -21,6 +21,10 @@
 #              stories110M / Llama-3.2-1B shapes (f32, 128 steps) and the bench of
 #              the Llama-3-8B shape in bf16 at --tp 1, 2, 4 (TP_BENCH_SHAPE,
 #              TP_BENCH_DTYPE, TP_BENCH_RANKS; its random f32 checkpoint takes 32 GB of disk)
+#
+# PLAN_KINDS: "name:flags" entries, flags comma-separated llamac compile flags;
+# the default is "default persistent:--persistent" (a kernel per op, and one
+# persistent kernel per step); e.g. add "split1:--gemv-split=1".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -40,6 +44,9 @@ record() { # name status detail
   echo "== $1: $2 $3"
 }
 has() { [[ " $STEPS " == *" $1 "* ]]; }
+PLAN_KINDS=${PLAN_KINDS:-"default persistent:--persistent"}
+kindSuffix() { [ "${1%%:*}" = default ] || echo "_${1%%:*}"; } # "" or "_persistent"
+kindFlags() { [[ $1 == *:* ]] && echo "${1#*:}" | tr ',' ' '; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
@@ -74,11 +81,11 @@ fi
 if has e2e; then
   for m in stories260K:tok512.model llama2xs_gqa_model:tok512.bin aidreams260K:aidreams260K_tok512.bin; do
     name=${m%%:*}; tok=${m##*:}
-    for variant in "" persistent; do
-      plan="$W/$name${variant:+.$variant}.pb"
-      llamac compile "$M/$name.bin" -o "$plan" --tokenizer "$M/$tok" ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "e2e_$name${variant:+_$variant}" fail "compile failed"; continue; }
+    for kind in $PLAN_KINDS; do
+      suffix=$(kindSuffix "$kind"); plan="$W/$name$suffix.pb"
+      llamac compile "$M/$name.bin" -o "$plan" --tokenizer "$M/$tok" $(kindFlags "$kind") 2>>"$OUT/llamac.err" || { record "e2e_$name$suffix" fail "compile failed"; continue; }
       seq=$(llamac dump "$plan" | sed -n 's/.*max seq len \([0-9]*\).*/\1/p')
-      compare "e2e_$name${variant:+_$variant}" "$plan" "$seq"
+      compare "e2e_$name$suffix" "$plan" "$seq"
     done
   done
   llamarun "$W/stories260K.pb" --device cuda --prompt "Once upon a time" --steps 64 > "$OUT/stories260K.txt" 2>&1
@@ -88,10 +95,10 @@ fi
 if has random; then
   for shape in stories110M llama-3.2-1b; do
     randomModel "$shape"
-    for variant in "" persistent; do
-      plan="$W/$shape${variant:+.$variant}.pb"
-      llamac compile "$W/$shape.bin" -o "$plan" --max-seq-len 256 --arch sm_90 ${variant:+--$variant} 2>>"$OUT/llamac.err" || { record "random_$shape${variant:+_$variant}" fail "compile failed"; continue; }
-      compare "random_$shape${variant:+_$variant}" "$plan" 128
+    for kind in $PLAN_KINDS; do
+      suffix=$(kindSuffix "$kind"); plan="$W/$shape$suffix.pb"
+      llamac compile "$W/$shape.bin" -o "$plan" --max-seq-len 256 --arch sm_90 $(kindFlags "$kind") 2>>"$OUT/llamac.err" || { record "random_$shape$suffix" fail "compile failed"; continue; }
+      compare "random_$shape$suffix" "$plan" 128
     done
   done
 fi

@@ -74,6 +74,9 @@ struct Tuning {
   /// LLAMAC_NVRTC_OPTIONS: every kernel is recompiled with these options
   /// (common.cuh's experiment switches), separated by spaces.
   std::vector<std::string> nvrtcOptions;
+  /// LLAMAC_NVRTC_KERNELS=a,b: only kernels whose names contain a or b are
+  /// recompiled with those options (default: every kernel).
+  std::vector<std::string> nvrtcKernels;
   /// LLAMAC_GRID_STRIDE_BLOCKS_PER_SM: blocks per SM of the grid-stride
   /// (matmul) kernels: 0 their whole grid (the default), -1 as many as fit.
   int gridStrideBlocksPerSm = 0;
@@ -90,6 +93,7 @@ struct Tuning {
     };
     list("LLAMAC_SKIP_KERNELS", ',', t.skipKernels);
     list("LLAMAC_NVRTC_OPTIONS", ' ', t.nvrtcOptions);
+    list("LLAMAC_NVRTC_KERNELS", ',', t.nvrtcKernels);
     if (const char *value = std::getenv("LLAMAC_GRID_STRIDE_BLOCKS_PER_SM")) t.gridStrideBlocksPerSm = std::atoi(value);
     if (const char *value = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM")) t.persistentBlocksPerSm = std::atoi(value);
     return t;
@@ -264,8 +268,14 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
   std::vector<std::string> images(kernels.size());
   std::vector<size_t> missing;
   const std::vector<std::string> &options = tuning_.nvrtcOptions;
+  auto recompiled = [&](const std::string &name) {
+    return !options.empty() && (tuning_.nvrtcKernels.empty() ||
+                                llvm::any_of(tuning_.nvrtcKernels, [&](const std::string &part) {
+                                  return name.find(part) != std::string::npos;
+                                }));
+  };
   for (int i = 0; i < kernels.size(); ++i) {
-    if (options.empty())
+    if (!recompiled(kernels[i].name()))
       for (const auto &binary : kernels[i].binaries())
         if (binary.arch() == arch) images[i] = binary.cubin();
     if (images[i].empty()) missing.push_back(i);
