@@ -213,7 +213,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         if (v < kVecs) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
-            raw[u][r] = load16(rows[r] + (size_t)v * kElems);
+            raw[u][r] = base == 0 ? load16BeforeWait(rows[r] + (size_t)v * kElems)
+                                  : load16(rows[r] + (size_t)v * kElems);
         }
       }
       if (base == 0 && xScale < 0.0f)
