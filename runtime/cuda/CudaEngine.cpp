@@ -295,8 +295,10 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
   if (!missing.empty()) {
     std::vector<llvm::Expected<CompiledKernel>> compiled;
     compiled.reserve(missing.size());
-    for (size_t i : missing)
-      compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch, options));
+    const std::vector<std::string> none;
+    for (size_t i : missing) // kernels only missing for this GPU compile as the plan's were
+      compiled.push_back(
+          compileCuda(kernels[i].source(), kernels[i].name(), arch, recompiled(kernels[i].name()) ? options : none));
     for (size_t j = 0; j < missing.size(); ++j) {
       if (!compiled[j]) return error("recompiling " + kernels[missing[j]].name() + ": " +
                                      llvm::toString(compiled[j].takeError()));
