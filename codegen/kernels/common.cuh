@@ -114,25 +114,19 @@ template <typename T> __device__ __forceinline__ uint4 load16(const T *p) {
   return __ldg(reinterpret_cast<const uint4 *>(p));
 }
 
-/// load16 for a load issued before waitForPreviousKernel() (warpDots: the
-/// first batch of every task, the first task's before the wait). ptxas moves such
-/// ld.global.nc loads to after the wait (griddepcontrol.wait, ACQBULK in SASS)
-/// in the matmul_add and matmul_argmax kernels, so they load nothing while
-/// the kernel before runs (bench/NOTES.md, session 6). The experiment switch
-/// LLAMAC_EXPERIMENT_LOADS_BEFORE_WAIT=1 (LLAMAC_NVRTC_OPTIONS) makes them
-/// plain global loads not kept in L1, which ptxas leaves before the wait
-/// (asm volatile keeps NVVM from moving them): stories110M +1 to +2.5 points,
-/// Llama-3.2-1B -0.5; not the default until it wins on both.
+/// load16 for a load that must be issued before waitForPreviousKernel()
+/// (warpDots' preload). ptxas moves ld.global.nc (__ldg) loads that the PTX
+/// issues before griddepcontrol.wait (ACQBULK in SASS) to after it in some
+/// kernels (the matmul_add and matmul_argmax ones, bench/NOTES.md, session 6),
+/// and keeps them before it in others; a cosmetic change to the code moved
+/// them. A plain global load not kept in L1, in asm volatile, stays where the
+/// PTX has it: before the wait, in every kernel checked.
 template <typename T> __device__ __forceinline__ uint4 load16BeforeWait(const T *p) {
-#if LLAMAC_EXPERIMENT_LOADS_BEFORE_WAIT
   uint4 v;
   asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-#else
-  return load16(p);
-#endif
 }
 
 /// Widens 16 bytes of packed T to f32.

@@ -102,6 +102,23 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
   return split;
 }
 
+/// How a warp issues its rows' first kGemvUnroll loads per lane, which come
+/// before the dependency wait in the PTX (a preload: weights do not depend on
+/// the kernel before, so their latency overlaps its tail): pinned there
+/// (load16BeforeWait) when they are the whole row, one batch per lane, else
+/// as ordinary invariant loads (load16), which ptxas may keep before the wait
+/// or move after it. Measured side by side on the H100 (bench/NOTES.md,
+/// session 7), against invariant loads everywhere: stories110M f32 +2.6
+/// points, f16 +1.1 (every matmul one batch; ptxas had moved the matmul_add
+/// and classifier loads after the wait); Llama-3.2-1B +2.0 (81.7%);
+/// Llama-3-8B +1.0 (93.7%). Where a row takes several batches (1B w2: 32
+/// loads per lane), pinning the first batch lost 1.7 points, pinning all of
+/// them 2.2, and waiting before the first load 4.8.
+LLAMAC_HOST_DEVICE constexpr bool gemvPinnedPreload(unsigned k, unsigned elementBytes, unsigned split) {
+  const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
+  return ceilDiv(loads, kWarpSize * split) <= kGemvUnroll;
+}
+
 /// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each:
 /// one task per warp group, or fewer blocks looping over the tasks.
 LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks, unsigned split) {
@@ -187,10 +204,11 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 ///
 /// The first kGemvUnroll loads of every row are issued before
 /// waitForPreviousKernel(): weights do not depend on earlier kernels, so
-/// their latency overlaps the previous kernel's tail. Only then is x (which
-/// the previous kernel wrote) read. Warps that call this need no other wait.
-/// `xScale` carries s from a warp's first task to its next ones: negative
-/// before the first, which waits and sets it.
+/// their latency overlaps the previous kernel's tail; launch::gemvPinnedPreload
+/// says whether they are pinned there. Only then is x (which the previous
+/// kernel wrote) read. Warps that call this need no other wait. `xScale`
+/// carries s from a warp's first task to its next ones: negative before the
+/// first, which waits and sets it.
 template <int K, typename T, int R, bool RmsPrologue, int Split>
 __device__ __forceinline__ void warpDots(const float *x, float eps, const T *const (&rows)[R],
                                          float (&dots)[R], float &xScale) {
@@ -205,6 +223,13 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
     constexpr int kVecs = K / kElems;
+    // A timing experiment may force the choice for every matmul kernel
+    // (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_PRELOAD=0 or 1).
+#ifdef LLAMAC_EXPERIMENT_PINNED_PRELOAD
+    constexpr bool kPinned = LLAMAC_EXPERIMENT_PINNED_PRELOAD != 0;
+#else
+    constexpr bool kPinned = launch::gemvPinnedPreload(K, sizeof(T), Split);
+#endif
     for (int base = 0; base < kVecs; base += kStride * kGemvUnroll) {
       uint4 raw[kGemvUnroll][R];
 #pragma unroll
@@ -213,8 +238,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         if (v < kVecs) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
-            raw[u][r] = base == 0 ? load16BeforeWait(rows[r] + (size_t)v * kElems)
-                                  : load16(rows[r] + (size_t)v * kElems);
+            raw[u][r] = kPinned && base == 0 ? load16BeforeWait(rows[r] + (size_t)v * kElems)
+                                             : load16(rows[r] + (size_t)v * kElems);
         }
       }
       if (base == 0 && xScale < 0.0f)

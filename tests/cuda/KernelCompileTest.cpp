@@ -155,6 +155,13 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::gemvSplit(32000, 768, 4, 1), 1u);   // a classifier, 98 MB, 6 loads per lane
   EXPECT_EQ(launch::gemvSplit(4096, 14336, 2, 1), 8u);  // Llama-3-8B w2: 56 loads per lane, 7 with 8 warps
   EXPECT_EQ(launch::gemvSplit(28672, 4096, 2, 2), 2u);  // its w1/w3 pairs: 16 loads per lane
+  // Preloads pinned before the wait: rows of one batch per lane only.
+  EXPECT_TRUE(launch::gemvPinnedPreload(768, 4, 2));     // stories110M wo: 3 loads per lane
+  EXPECT_TRUE(launch::gemvPinnedPreload(2048, 4, 2));    // its w2: 8
+  EXPECT_TRUE(launch::gemvPinnedPreload(2048, 2, 1));    // Llama-3.2-1B wo, qkv, swiglu, classifier: 8
+  EXPECT_FALSE(launch::gemvPinnedPreload(8192, 2, 1));   // its w2: 32
+  EXPECT_FALSE(launch::gemvPinnedPreload(4096, 2, 1));   // Llama-3-8B wo and classifier: 16
+  EXPECT_TRUE(launch::gemvPinnedPreload(14336, 2, 8));   // its w2: 7
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
   EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 64u);
   EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 64u * 130u);
