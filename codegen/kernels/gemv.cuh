@@ -64,6 +64,12 @@ namespace launch {
 /// after it can load nothing until it is done.
 [[maybe_unused]] constexpr unsigned kGemvSplitMinBlocks = 192;
 
+/// 16-byte loads per row of `k` elements of `elementBytes` bytes, or `k`
+/// scalar loads where rows are not 16-byte multiples (warpDots' two paths).
+LLAMAC_HOST_DEVICE constexpr unsigned gemvRowLoads(unsigned k, unsigned elementBytes) {
+  return (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k;
+}
+
 /// Warps per warp task for `n` rows of `k` elements of `elementBytes` bytes,
 /// `rowsPerTask` rows per task (2 for SwiGLU's and RoPE's row pairs), from H100
 /// measurements (bench/NOTES.md, session 3):
@@ -84,7 +90,7 @@ namespace launch {
 LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned elementBytes,
                                                 unsigned rowsPerTask) {
   const unsigned long long bytes = (unsigned long long)n * k * elementBytes;
-  const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
+  const unsigned loads = gemvRowLoads(k, elementBytes);
   if (bytes <= kGemvSplitMaxBytes) {
     if (rowsPerTask != 1)
       return 1;
@@ -107,16 +113,22 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
 /// the kernel before, so their latency overlaps its tail): pinned there
 /// (load16BeforeWait) when they are the whole row, one batch per lane, else
 /// as ordinary invariant loads (load16), which ptxas may keep before the wait
-/// or move after it. Measured side by side on the H100 (bench/NOTES.md,
-/// session 7), against invariant loads everywhere: stories110M f32 +2.6
-/// points, f16 +1.1 (every matmul one batch; ptxas had moved the matmul_add
-/// and classifier loads after the wait); Llama-3.2-1B +2.0 (81.7%);
-/// Llama-3-8B +1.0 (93.7%). Where a row takes several batches (1B w2: 32
-/// loads per lane), pinning the first batch lost 1.7 points, pinning all of
-/// them 2.2, and waiting before the first load 4.8.
+/// or move after it. Only the 16-byte path asks; the scalar one (odd K) loads
+/// as the PTX schedule has it. Measured side by side on the H100
+/// (bench/NOTES.md, session 7), against invariant loads everywhere:
+/// stories110M f32 +2.4 to +2.9 points, f16 +1.0 to +1.4 (every matmul one
+/// batch; ptxas had moved the matmul_add and classifier loads after the
+/// wait); Llama-3.2-1B +1.8 to +2.0 (81.7-81.9%); Llama-3-8B +1.0 (93.7%).
+/// Where a row takes several batches (1B w2: 32 loads per lane), pinning the
+/// first batch lost 1.7 points, pinning all of them 2.2, and waiting before
+/// the first load 4.8. A timing experiment may force the choice for every
+/// kernel (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_PRELOAD=0 or 1).
 LLAMAC_HOST_DEVICE constexpr bool gemvPinnedPreload(unsigned k, unsigned elementBytes, unsigned split) {
-  const unsigned loads = (k * elementBytes) % 16 == 0 ? k * elementBytes / 16 : k; // per row
-  return ceilDiv(loads, kWarpSize * split) <= kGemvUnroll;
+#ifdef LLAMAC_EXPERIMENT_PINNED_PRELOAD
+  return LLAMAC_EXPERIMENT_PINNED_PRELOAD != 0;
+#else
+  return ceilDiv(gemvRowLoads(k, elementBytes), kWarpSize * split) <= kGemvUnroll;
+#endif
 }
 
 /// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each:
@@ -223,13 +235,7 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
     constexpr int kVecs = K / kElems;
-    // A timing experiment may force the choice for every matmul kernel
-    // (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_PRELOAD=0 or 1).
-#ifdef LLAMAC_EXPERIMENT_PINNED_PRELOAD
-    constexpr bool kPinned = LLAMAC_EXPERIMENT_PINNED_PRELOAD != 0;
-#else
     constexpr bool kPinned = launch::gemvPinnedPreload(K, sizeof(T), Split);
-#endif
     for (int base = 0; base < kVecs; base += kStride * kGemvUnroll) {
       uint4 raw[kGemvUnroll][R];
 #pragma unroll

@@ -239,6 +239,49 @@ TEST(KernelCompile, PtxForACompute) {
   EXPECT_NE(compiled->image.find(".entry add_n5"), std::string::npos);
 }
 
+// gemv.cuh: rows of one batch of loads per lane issue that batch as plain
+// loads in asm volatile before the dependency wait (gemvPinnedPreload), which
+// ptxas leaves there; longer rows use invariant loads only. The SASS
+// placement needs cuobjdump (bench/NOTES.md, sessions 6 and 7); this checks
+// that the PTX asks for it.
+TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  const std::string pinnedLoad = "ld.global.L1::no_allocate.v4.u32", wait = "griddepcontrol.wait";
+  bool sawPinned = false, sawUnpinned = false;
+  struct Case {
+    KernelWrapper kernel;
+    int k;
+    DType type;
+    int split;
+  };
+  const Case cases[] = {
+      {matmulAddKernel(768, 768, DType::f32, false, 2), 768, DType::f32, 2},      // stories110M wo: 3 loads per lane
+      {matmulSwigluKernel(2048, 768, DType::f16, true, 1), 768, DType::f16, 1},   // 3 per lane, two rows
+      {matmulAddKernel(2048, 8192, DType::bf16, false, 1), 8192, DType::bf16, 1}, // Llama-3.2-1B w2: 4 batches
+  };
+  for (const Case &c : cases) {
+    const bool pinned = launch::gemvPinnedPreload(unsigned(c.k), ir::byteSize(c.type), unsigned(c.split));
+    auto compiled = runtime::cuda::compileCuda(programSource({c.kernel}), c.kernel.name + ".cu", "compute_90", {},
+                                               kernelHeaders());
+    ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+    const std::string &ptx = compiled->image;
+    const size_t waitAt = ptx.find(wait), firstPinned = ptx.find(pinnedLoad);
+    ASSERT_NE(waitAt, std::string::npos) << c.kernel.name << " never waits";
+    if (pinned) {
+      EXPECT_LT(firstPinned, waitAt) << c.kernel.name << ": no pinned load before the wait";
+      EXPECT_EQ(ptx.find(pinnedLoad, waitAt), std::string::npos) << c.kernel.name << ": a pinned load after the wait";
+    } else {
+      EXPECT_EQ(firstPinned, std::string::npos) << c.kernel.name << ": pinned loads in a row of several batches";
+    }
+    (pinned ? sawPinned : sawUnpinned) = true;
+  }
+  EXPECT_TRUE(sawPinned && sawUnpinned) << "the cases no longer cover both choices of gemvPinnedPreload";
+}
+
 TEST(KernelCompile, ErrorsCarryTheLog) {
   auto nvrtc = Nvrtc::load();
   if (!nvrtc) {
