@@ -29,14 +29,17 @@ std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
 std::string boolText(bool value) { return value ? "true" : "false"; }
 
 /// Every kernel first lets the next one launch, may prefetch its weights
-/// into L2, and waits for the kernel before it.
+/// into L2, and waits for the kernel before it. Its first statement is the
+/// timeline's (common.cuh's KernelTimeline: nothing unless a timing run
+/// compiles it in).
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
                    std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper) {
   const char *allow = "  llamac::detail::allowDependentLaunch();\n";
   const char *wait = "  llamac::detail::waitForPreviousKernel();\n";
-  std::string start = waits == Wait::InWrapper     ? allow + prefetch + wait
-                      : waits == Wait::InTemplate  ? allow + prefetch
-                                                   : prefetch + wait + allow;
+  std::string start = std::string("  llamac::detail::KernelTimeline timeline;\n") +
+                      (waits == Wait::InWrapper      ? allow + prefetch + wait
+                       : waits == Wait::InTemplate ? allow + prefetch
+                                                   : prefetch + wait + allow);
   std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
                                    "{4}"
                                    "  {3};\n"

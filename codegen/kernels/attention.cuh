@@ -102,17 +102,38 @@ constexpr int floorPow2(int n) { return n >= 2 ? 2 * floorPow2(n / 2) : 1; }
 /// block reductions publish the new scores.
 template <int Threads>
 __device__ __forceinline__ void softmaxNumerators(float *sScores, int n, float &m, float &l) {
+  // Each reduction is one block barrier: the warps' results go to shared
+  // memory, and every thread then reduces them itself, in the same order
+  // (one array per reduction, so that no thread overwrites what another
+  // still reads).
+  constexpr int kWarps = Threads / kWarpSize;
+  __shared__ float warpMaxes[kWarps], warpSums[kWarps];
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   float localMax = negativeInfinity();
   for (int i = threadIdx.x; i < n; i += Threads)
     localMax = fmaxf(localMax, sScores[i]);
-  m = blockMax<Threads>(localMax);
+  localMax = warpMax(localMax);
+  if (lane == 0)
+    warpMaxes[warp] = localMax;
+  __syncthreads();
+  m = warpMaxes[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w)
+    m = fmaxf(m, warpMaxes[w]);
   float localSum = 0.0f;
   for (int i = threadIdx.x; i < n; i += Threads) {
     const float p = expf(sScores[i] - m);
     sScores[i] = p;
     localSum += p;
   }
-  l = blockSum<Threads>(localSum);
+  localSum = warpSum(localSum);
+  if (lane == 0)
+    warpSums[warp] = localSum;
+  __syncthreads(); // also publishes the new scores
+  l = warpSums[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w)
+    l += warpSums[w];
 }
 
 /// sAcc[e] = sum over the Groups groups g of sPartial[g * HS + e], once every
@@ -218,6 +239,11 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
 
   Raw k[kKRounds][kUnitsPerLane];
   Raw v[kVRounds];
+  // The current position's row, loaded after the wait into registers of its
+  // own: a load into k or v would first wait for the earlier rows' loads
+  // into the same registers (bench/NOTES.md, session 8).
+  Raw kCurrent[kUnitsPerLane];
+  Raw vCurrent;
 
   /// Loads the rows of positions t0 + i for i in [from, to), to <= Chunk.
   __device__ __forceinline__ void load(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int from,
@@ -246,14 +272,32 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
     }
   }
 
+  /// Loads the row of position t0 + i (loadCurrent's `current`) where its
+  /// threads keep it.
+  __device__ __forceinline__ void loadCurrent(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int i) {
+    const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
+    if (i % kGroups == group) {
+#pragma unroll
+      for (int j = 0; j < kUnitsPerLane; ++j) {
+        const int u = sub + j * kLanes;
+        if (u < kUnits)
+          kCurrent[j] = loadRaw4(kcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * u);
+      }
+    }
+    const int vgroup = threadIdx.x / kUnits, unit = threadIdx.x % kUnits;
+    if (vgroup < kVGroups && i % kVGroups == vgroup)
+      vCurrent = loadRaw4(vcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * unit);
+  }
+
   /// The loaded positions [0, n) against the query q (the head's HS floats,
   /// 16-byte aligned, in global memory): m = max score, l = sum exp(s - m),
   /// sAcc[d] = sum exp(s - m) v[d], as attendRange; with `normalize`,
   /// sAcc[d] = sum (exp(s - m) / l) v[d] instead, the CPU executor's order of
-  /// operations (the only chunk of a head). The whole block calls it;
-  /// sScores has room for Chunk floats.
-  __device__ __forceinline__ void attend(const float *q, int n, bool normalize, float *sScores, float *sAcc,
-                                         float &m, float &l) const {
+  /// operations (the only chunk of a head). Position `current` (or none,
+  /// -1) is in loadCurrent's registers. The whole block calls it; sScores
+  /// has room for Chunk floats.
+  __device__ __forceinline__ void attend(const float *q, int n, int current, bool normalize, float *sScores,
+                                         float *sAcc, float &m, float &l) const {
     const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
     float4 q4[kUnitsPerLane];
 #pragma unroll
@@ -261,31 +305,45 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
       const int u = sub + j * kLanes;
       q4[j] = u < kUnits ? loadFloat4(q + 4 * u) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
+    timelineMark(1);
     const float scoreDivisor = sqrtf((float)HS);
+    // Every round, even past n, and the rounds' group sums a shuffle level
+    // at a time, so that their shuffles interleave (groupSum's order: the
+    // same sums).
+    float partial[kKRounds];
 #pragma unroll
     for (int r = 0; r < kKRounds; ++r) {
-      if (r * kGroups >= n)
-        break; // the same for the whole block
       const int i = r * kGroups + group;
-      float partial = 0.0f;
+      partial[r] = 0.0f;
       if (i < n) {
 #pragma unroll
         for (int j = 0; j < kUnitsPerLane; ++j) {
           if (sub + j * kLanes < kUnits) {
-            const float4 k4 = widen4(k[r][j], KvT());
-            partial = fmaf(q4[j].x, k4.x, partial);
-            partial = fmaf(q4[j].y, k4.y, partial);
-            partial = fmaf(q4[j].z, k4.z, partial);
-            partial = fmaf(q4[j].w, k4.w, partial);
+            const float4 k4 = widen4(i == current ? kCurrent[j] : k[r][j], KvT());
+            partial[r] = fmaf(q4[j].x, k4.x, partial[r]);
+            partial[r] = fmaf(q4[j].y, k4.y, partial[r]);
+            partial[r] = fmaf(q4[j].z, k4.z, partial[r]);
+            partial[r] = fmaf(q4[j].w, k4.w, partial[r]);
           }
         }
       }
-      const float dot = groupSum<kLanes>(partial);
+    }
+#pragma unroll
+    for (int offset = kLanes / 2; offset > 0; offset /= 2) {
+#pragma unroll
+      for (int r = 0; r < kKRounds; ++r)
+        partial[r] += __shfl_xor_sync(0xffffffffu, partial[r], offset);
+    }
+#pragma unroll
+    for (int r = 0; r < kKRounds; ++r) {
+      const int i = r * kGroups + group;
       if (i < n && sub == 0)
-        sScores[i] = dot / scoreDivisor;
+        sScores[i] = partial[r] / scoreDivisor;
     }
     __syncthreads();
+    timelineMark(2);
     softmaxNumerators<Threads>(sScores, n, m, l);
+    timelineMark(3);
 
     __shared__ __align__(16) float sPartial[kVGroups * HS];
     const int vgroup = threadIdx.x / kUnits, unit = threadIdx.x % kUnits;
@@ -296,7 +354,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
         const int i = r * kVGroups + vgroup;
         if (i < n) {
           const float p = normalize ? sScores[i] / l : sScores[i];
-          const float4 v4 = widen4(v[r], KvT());
+          const float4 v4 = widen4(i == current ? vCurrent : v[r], KvT());
           acc.x = fmaf(p, v4.x, acc.x);
           acc.y = fmaf(p, v4.y, acc.y);
           acc.z = fmaf(p, v4.z, acc.z);
@@ -306,6 +364,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
       *reinterpret_cast<float4 *>(sPartial + vgroup * HS + 4 * unit) = acc;
     }
     sumGroups<HS, kVGroups, Threads>(sPartial, sAcc);
+    timelineMark(4);
   }
 };
 
@@ -331,9 +390,10 @@ __device__ __forceinline__ void attendChunkAfterWait(const float *q, int pos, co
   const int earlier = (pos < t1 ? pos : t1) - t0; // positions [t0, pos) of this chunk
   chunk.load(kcache, vcache, kvOffset, t0, 0, earlier);
   waitForPreviousKernel();
-  if (pos < t1)
-    chunk.load(kcache, vcache, kvOffset, t0, earlier, earlier + 1);
-  chunk.attend(q, earlier + (pos < t1 ? 1 : 0), normalize, sScores, sAcc, m, l);
+  const int current = pos < t1 ? earlier : -1; // the position this step adds, if in this chunk
+  if (current >= 0)
+    chunk.loadCurrent(kcache, vcache, kvOffset, t0, current);
+  chunk.attend(q, earlier + (current >= 0 ? 1 : 0), current, normalize, sScores, sAcc, m, l);
 }
 
 /// Head h's attention over positions [t0, t1), t1 <= pos + 1, waiting for the

@@ -114,14 +114,15 @@ template <typename T> __device__ __forceinline__ uint4 load16(const T *p) {
   return __ldg(reinterpret_cast<const uint4 *>(p));
 }
 
-/// load16 for a load that must be issued before waitForPreviousKernel()
-/// (warpDots' preload). ptxas moves ld.global.nc (__ldg) loads that the PTX
-/// issues before griddepcontrol.wait (ACQBULK in SASS) to after it in some
+/// load16 for a load that must stay on its side of waitForPreviousKernel()
+/// (warpDots' first batch). ptxas moves ld.global.nc (__ldg) loads that the
+/// PTX issues before griddepcontrol.wait (ACQBULK in SASS) to after it in some
 /// kernels (the matmul_add and matmul_argmax ones, bench/NOTES.md, session 6),
 /// and keeps them before it in others; a cosmetic change to the code moved
-/// them. A plain global load not kept in L1, in asm volatile, stays where the
-/// PTX has it: before the wait, in every kernel checked.
-template <typename T> __device__ __forceinline__ uint4 load16BeforeWait(const T *p) {
+/// them, and NVVM hoists such loads from after the wait to before it (session
+/// 8). A plain global load not kept in L1, in asm volatile, stays where the
+/// PTX has it, on either side of the wait, in every kernel checked.
+template <typename T> __device__ __forceinline__ uint4 load16Pinned(const T *p) {
   uint4 v;
   asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -233,15 +234,96 @@ __device__ __forceinline__ void waitForPreviousKernel() { waitForPreviousPhase()
 __device__ __forceinline__ int blockX() { return (int)blockIdx.x; }
 __device__ __forceinline__ int blockY() { return (int)blockIdx.y; }
 __device__ __forceinline__ int gridX() { return (int)gridDim.x; }
+
+/// A timing aid, compiled in only when the runtime asks for it
+/// (LLAMAC_TIMELINE=file, CudaEngine.cpp, read by bench/timeline.py): it
+/// recompiles every kernel with -DLLAMAC_TIMELINE=<address of a device
+/// buffer>, -DLLAMAC_TIMELINE_CAPACITY=<records> and
+/// -DLLAMAC_TIMELINE_KERNEL=<the kernel's index in the plan>. Thread 0 of
+/// each block then takes a record (a counter in the buffer's first word) and
+/// stamps %globaltimer when it reaches the wait, when the wait returns and at
+/// the kernel's end (KernelTimeline, after a block barrier), with the launch's
+/// %gridid, the block and its SM. A block's first wait only is recorded.
+struct TimelineRecord {
+  unsigned long long grid, waits, released, exits;
+  unsigned kernel, block, sm;
+  unsigned mark; // the low 32 bits of %globaltimer at timelineMark(LLAMAC_TIMELINE_MARK), or 0
+};
+#ifdef LLAMAC_TIMELINE
+__shared__ unsigned timelineSlot; // the block's record + 1; 0 before its first wait
+__device__ __forceinline__ unsigned long long globalTimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ TimelineRecord *timelineRecord(unsigned slot) {
+  return reinterpret_cast<TimelineRecord *>(LLAMAC_TIMELINE + 64) + slot;
+}
+#endif
+
 __device__ __forceinline__ void waitForPreviousKernel() {
+#ifdef LLAMAC_TIMELINE
+  unsigned long long waits = globalTimer();
+  unsigned slot = ~0u;
+  if (threadIdx.x == 0 && timelineSlot == 0)
+    slot = atomicAdd(reinterpret_cast<unsigned *>(LLAMAC_TIMELINE), 1u);
+#endif
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+#ifdef LLAMAC_TIMELINE
+  if (slot != ~0u) {
+    timelineSlot = slot + 1;
+    if (slot < LLAMAC_TIMELINE_CAPACITY) {
+      TimelineRecord *r = timelineRecord(slot);
+      unsigned long long grid;
+      unsigned sm;
+      asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      r->grid = grid;
+      r->waits = waits;
+      r->released = globalTimer();
+      r->kernel = LLAMAC_TIMELINE_KERNEL;
+      r->block = blockIdx.x + blockIdx.y * gridDim.x;
+      r->sm = sm;
+    }
+  }
+#endif
 }
 #endif
+
+/// A timing aid inside a template: with the timeline compiled in and
+/// -DLLAMAC_TIMELINE_MARK=n, thread 0 stamps the block's record at mark n
+/// (bench/timeline.py: how long after the release the block got there).
+__device__ __forceinline__ void timelineMark(int n) {
+#if defined(LLAMAC_TIMELINE) && defined(LLAMAC_TIMELINE_MARK) && !LLAMAC_PERSISTENT
+  if (n == LLAMAC_TIMELINE_MARK && threadIdx.x == 0 && timelineSlot != 0 &&
+      timelineSlot - 1 < LLAMAC_TIMELINE_CAPACITY)
+    timelineRecord(timelineSlot - 1)->mark = (unsigned)globalTimer();
+#endif
+}
+
+/// The first statement of every generated kernel's wrapper: with the
+/// timeline compiled in, the block's record is not taken yet at its start,
+/// and its end is stamped when the wrapper returns; else nothing.
+struct KernelTimeline {
+#if defined(LLAMAC_TIMELINE) && !LLAMAC_PERSISTENT
+  __device__ KernelTimeline() {
+    if (threadIdx.x == 0)
+      timelineSlot = 0;
+  }
+  __device__ ~KernelTimeline() {
+    __syncthreads();
+    if (threadIdx.x == 0 && timelineSlot != 0 && timelineSlot - 1 < LLAMAC_TIMELINE_CAPACITY)
+      timelineRecord(timelineSlot - 1)->exits = globalTimer();
+  }
+#else
+  __device__ KernelTimeline() {} // user-provided: an unused variable of it is no warning
+#endif
+};
 
 /// Asks L2 for `bytes` bytes at `p` (one 128-byte line per request, spread
 /// over the block's threads), so a kernel's weights stream in while the

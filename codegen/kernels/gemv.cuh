@@ -108,26 +108,25 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
   return split;
 }
 
-/// How a warp issues its rows' first kGemvUnroll loads per lane, which come
-/// before the dependency wait in the PTX (a preload: weights do not depend on
-/// the kernel before, so their latency overlaps its tail): pinned there
-/// (load16BeforeWait) when they are the whole row, one batch per lane, else
-/// as ordinary invariant loads (load16), which ptxas may keep before the wait
-/// or move after it. Only the 16-byte path asks; the scalar one (odd K) loads
-/// as the PTX schedule has it. Measured side by side on the H100
-/// (bench/NOTES.md, session 7), against invariant loads everywhere:
-/// stories110M f32 +2.4 to +2.9 points, f16 +1.0 to +1.4 (every matmul one
-/// batch; ptxas had moved the matmul_add and classifier loads after the
-/// wait); Llama-3.2-1B +1.8 to +2.0 (81.7-81.9%); Llama-3-8B +1.0 (93.7%).
-/// Where a row takes several batches (1B w2: 32 loads per lane), pinning the
-/// first batch lost 1.7 points, pinning all of them 2.2, and waiting before
-/// the first load 4.8. A timing experiment may force the choice for every
-/// kernel (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_PRELOAD=0 or 1).
-LLAMAC_HOST_DEVICE constexpr bool gemvPinnedPreload(unsigned k, unsigned elementBytes, unsigned split) {
-#ifdef LLAMAC_EXPERIMENT_PINNED_PRELOAD
-  return LLAMAC_EXPERIMENT_PINNED_PRELOAD != 0;
+/// How many of a warp's first kGemvUnroll loads per lane of a row are issued
+/// before the dependency wait (a preload: weights do not depend on the
+/// kernel before, so their latency overlaps its tail), pinned there
+/// (load16Pinned, which ptxas does not move); the rest of the first batch
+/// is issued right after the wait. All of them when they are the whole row
+/// (one batch per lane), else none. Measured side by side on the H100
+/// (bench/NOTES.md, sessions 7 and 8), against invariant loads that ptxas
+/// placed: stories110M f32 +2.4 to +2.9 points, f16 +1.0 to +1.4 (every
+/// matmul one batch; ptxas had moved the matmul_add and classifier loads
+/// after the wait); Llama-3.2-1B +1.8 to +2.0. Where a row takes several
+/// batches (1B w2: 32 loads per lane), none before the wait measured 82.2%,
+/// one 81.3%, two or four 80.0%, the whole first batch 79.8%. A timing
+/// experiment may force the count for every kernel
+/// (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_LOADS=n).
+LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned elementBytes, unsigned split) {
+#ifdef LLAMAC_EXPERIMENT_PINNED_LOADS
+  return LLAMAC_EXPERIMENT_PINNED_LOADS;
 #else
-  return ceilDiv(gemvRowLoads(k, elementBytes), kWarpSize * split) <= kGemvUnroll;
+  return ceilDiv(gemvRowLoads(k, elementBytes), kWarpSize * split) <= kGemvUnroll ? kGemvUnroll : 0;
 #endif
 }
 
@@ -173,6 +172,12 @@ __device__ __forceinline__ void prefetchBlockRows(const T *w) {
     prefetchL2<launch::kGemvThreads>(w + (size_t)first * K, (size_t)rows * K * sizeof(T));
 }
 
+/// 1 / sqrt(ss / K + eps): the RMS scale from the sum of squares, in the CPU
+/// executor's order of operations.
+template <int K> __device__ __forceinline__ float rmsInverseOfSum(float ss, float eps) {
+  return 1.0f / sqrtf(ss / (float)K + eps);
+}
+
 /// 1 / sqrt(mean(x^2) + eps), computed by one warp on its own (no block
 /// barrier, so warps never wait for one another). x is read 16 bytes at a
 /// time with kGemvUnroll loads in flight per lane: a chain of dependent
@@ -195,8 +200,7 @@ template <int K> __device__ __forceinline__ float warpRmsInverse(const float *x,
     for (int k = lane; k < K; k += kWarpSize)
       ss = fmaf(x[k], x[k], ss);
   }
-  ss = warpSum(ss);
-  return 1.0f / sqrtf(ss / (float)K + eps);
+  return rmsInverseOfSum<K>(warpSum(ss), eps);
 }
 
 /// Waits for the kernel that wrote x, then returns x's RMS scale (1 without
@@ -209,21 +213,36 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
     return 1.0f;
 }
 
+/// What a matmul template does for a task besides its epilogue, at two points
+/// of warpDots: beforeWait(task) once the task's first weight loads are
+/// issued, which on the warp's first task is before waitForPreviousKernel(),
+/// so it may only read what no kernel of the step writes (weights, the
+/// position: the first kernel of a step waits before it lets the next one
+/// launch, KernelWrappers.cpp); afterWait(task) once x may be read, before
+/// the sums, to issue loads the epilogue needs so that their latency overlaps
+/// the sums'. Both run on every lane of the task's warps. What the epilogue
+/// would otherwise compute or load after the sums is then off the kernel's
+/// critical path (bench/NOTES.md, session 8: a timeline of the decode step).
+struct NoEarlyWork {
+  __device__ __forceinline__ void beforeWait(int) {}
+  __device__ __forceinline__ void afterWait(int) {}
+};
+
 /// dots[r] = sum_k (x[k] * s) * rows[r][k], for R rows of K elements, where
 /// s = warpRmsInverse(x) with the RMS prologue, else 1. The Split warps of a
 /// task call it together (whole warps); every lane of the task's first warp
 /// gets the sums.
 ///
-/// The first kGemvUnroll loads of every row are issued before
-/// waitForPreviousKernel(): weights do not depend on earlier kernels, so
-/// their latency overlaps the previous kernel's tail; launch::gemvPinnedPreload
-/// says whether they are pinned there. Only then is x (which the previous
-/// kernel wrote) read. Warps that call this need no other wait. `xScale`
+/// The first loads of every row (launch::gemvPinnedLoads per lane) are
+/// issued before waitForPreviousKernel(): weights do not depend on earlier
+/// kernels, so their latency overlaps the previous kernel's tail. Only then
+/// is x (which the previous kernel wrote) read. Warps that call this need no other wait. `xScale`
 /// carries s from a warp's first task to its next ones: negative before the
-/// first, which waits and sets it.
-template <int K, typename T, int R, bool RmsPrologue, int Split>
+/// first, which waits and sets it. `early` does task `task`'s early work
+/// (NoEarlyWork).
+template <int K, typename T, int R, bool RmsPrologue, int Split, typename Early>
 __device__ __forceinline__ void warpDots(const float *x, float eps, const T *const (&rows)[R],
-                                         float (&dots)[R], float &xScale) {
+                                         float (&dots)[R], float &xScale, Early &early, int task) {
   static_assert(Split == 1 || Split == 2 || Split == 4 || Split == 8, "1, 2, 4 or 8 warps per task");
   constexpr int kStride = Split * kWarpSize; // lanes that share a row
   const int lane = threadIdx.x % kStride;
@@ -235,41 +254,103 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
   if constexpr ((K * sizeof(T)) % 16 == 0) {
     constexpr int kElems = Vec16<T>::kElems;
     constexpr int kVecs = K / kElems;
-    constexpr bool kPinned = launch::gemvPinnedPreload(K, sizeof(T), Split);
+    constexpr int kPinned = (int)launch::gemvPinnedLoads(K, sizeof(T), Split);
+    // With the RMS prologue, a row of one batch per lane and one warp per
+    // task, the warp's lanes read all of x once for the sums: the same
+    // registers give the sum of squares (for f32 in warpRmsInverse's order),
+    // and x is read once after the wait instead of twice.
+    constexpr bool kXInRegisters = RmsPrologue && Split == 1 && kVecs <= kStride * kGemvUnroll &&
+                                   launch::ceilDiv(kVecs, kStride) * kElems <= 32;
+    // acc[r] += sum_e scaledX(e) * (row r's element e of the 16 bytes in raw).
+    auto accumulate = [&](const uint4(&raw)[R], auto scaledX) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float w[kElems];
+        widen(raw[r], w, T());
+#pragma unroll
+        for (int e = 0; e < kElems; ++e)
+          acc[r] = fmaf(scaledX(e), w[e], acc[r]);
+      }
+    };
     for (int base = 0; base < kVecs; base += kStride * kGemvUnroll) {
       uint4 raw[kGemvUnroll][R];
+      // The first batch: kPinned loads per lane before the wait, the rest after it.
+      const bool firstBatch = base == 0;
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int v = base + u * kStride + lane;
-        if (v < kVecs) {
+        if (v < kVecs && (!firstBatch || u < kPinned)) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
-            raw[u][r] = kPinned && base == 0 ? load16BeforeWait(rows[r] + (size_t)v * kElems)
-                                             : load16(rows[r] + (size_t)v * kElems);
+            raw[u][r] = firstBatch ? load16Pinned(rows[r] + (size_t)v * kElems)
+                                   : load16(rows[r] + (size_t)v * kElems);
         }
       }
-      if (base == 0 && xScale < 0.0f)
-        xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
+      bool firstTask = false;
+      if (firstBatch) {
+        early.beforeWait(task);
+        if (xScale < 0.0f) {
+          firstTask = true;
+          xScale = inputScaleAfterWait<K, RmsPrologue && !kXInRegisters>(x, eps);
+        }
+        early.afterWait(task);
+        // Plain loads in asm volatile as well: NVVM would hoist invariant
+        // ones above the wait, and ptxas then places them as it likes.
 #pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u) {
-        const int v = base + u * kStride + lane;
-        if (v < kVecs) {
-          float xs[kElems];
+        for (int u = kPinned; u < kGemvUnroll; ++u) {
+          const int v = u * kStride + lane;
+          if (v < kVecs) {
 #pragma unroll
-          for (int e = 0; e < kElems; e += 4) {
-            const float4 x4 = loadFloat4(x + (size_t)v * kElems + e);
-            xs[e] = x4.x * xScale;
-            xs[e + 1] = x4.y * xScale;
-            xs[e + 2] = x4.z * xScale;
-            xs[e + 3] = x4.w * xScale;
+            for (int r = 0; r < R; ++r)
+              raw[u][r] = load16Pinned(rows[r] + (size_t)v * kElems);
           }
+        }
+      }
+      if constexpr (kXInRegisters) {
+        float xv[kGemvUnroll][kElems];
+        float ss = 0.0f;
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            float w[kElems];
-            widen(raw[u][r], w, T());
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          const int v = base + u * kStride + lane;
+          if (v < kVecs) {
 #pragma unroll
-            for (int e = 0; e < kElems; ++e)
-              acc[r] = fmaf(xs[e], w[e], acc[r]);
+            for (int e = 0; e < kElems; e += 4) {
+              const float4 x4 = loadFloat4(x + (size_t)v * kElems + e);
+              xv[u][e] = x4.x;
+              xv[u][e + 1] = x4.y;
+              xv[u][e + 2] = x4.z;
+              xv[u][e + 3] = x4.w;
+              ss = fmaf(x4.x, x4.x, ss);
+              ss = fmaf(x4.y, x4.y, ss);
+              ss = fmaf(x4.z, x4.z, ss);
+              ss = fmaf(x4.w, x4.w, ss);
+            }
+          }
+        }
+        if (firstTask) // warp-uniform
+          xScale = rmsInverseOfSum<K>(warpSum(ss), eps);
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          const int v = base + u * kStride + lane;
+          if (v < kVecs) {
+            accumulate(raw[u], [&](int e) { return xv[u][e] * xScale; });
+          }
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          const int v = base + u * kStride + lane;
+          if (v < kVecs) {
+            float xs[kElems];
+#pragma unroll
+            for (int e = 0; e < kElems; e += 4) {
+              const float4 x4 = loadFloat4(x + (size_t)v * kElems + e);
+              xs[e] = x4.x * xScale;
+              xs[e + 1] = x4.y * xScale;
+              xs[e + 2] = x4.z * xScale;
+              xs[e + 3] = x4.w * xScale;
+            }
+            accumulate(raw[u], [&](int e) { return xs[e]; });
           }
         }
       }
@@ -286,8 +367,12 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
             w[u][r] = rows[r][k];
         }
       }
-      if (base == 0 && xScale < 0.0f)
-        xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
+      if (base == 0) {
+        early.beforeWait(task);
+        if (xScale < 0.0f)
+          xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
+        early.afterWait(task);
+      }
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kStride + lane;
@@ -331,9 +416,12 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
 /// The task loop of the matmul templates: each warp group of Split warps
 /// takes tasks gemvWarpTask(), + gemvTaskStride(), ... below `tasks`;
 /// rowsOf(task, r) is the task's row r (of R), and epilogue(task, dots) runs
-/// on the task's leader lane with its R sums.
-template <int K, typename T, int R, bool RmsPrologue, int Split, typename RowsOf, typename Epilogue>
-__device__ __forceinline__ void gemvTasks(const float *x, float eps, int tasks, RowsOf rowsOf, Epilogue epilogue) {
+/// on the task's leader lane with its R sums, after `early`'s work for the
+/// task (NoEarlyWork).
+template <int K, typename T, int R, bool RmsPrologue, int Split, typename RowsOf, typename Epilogue,
+          typename Early = NoEarlyWork>
+__device__ __forceinline__ void gemvTasks(const float *x, float eps, int tasks, RowsOf rowsOf, Epilogue epilogue,
+                                          Early &&early = Early{}) {
   float xScale = -1.0f;
   for (int task = gemvWarpTask<Split>(); task < tasks; task += gemvTaskStride<Split>()) {
     const T *rows[R];
@@ -341,7 +429,7 @@ __device__ __forceinline__ void gemvTasks(const float *x, float eps, int tasks, 
     for (int r = 0; r < R; ++r)
       rows[r] = rowsOf(task, r);
     float dots[R];
-    warpDots<K, T, R, RmsPrologue, Split>(x, eps, rows, dots, xScale);
+    warpDots<K, T, R, RmsPrologue, Split>(x, eps, rows, dots, xScale, early, task);
     if (gemvLeader<Split>())
       epilogue(task, dots);
   }

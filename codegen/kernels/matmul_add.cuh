@@ -31,12 +31,17 @@ LLAMAC_HOST_DEVICE constexpr Shape matmulAdd(unsigned n, unsigned split) { retur
 template <int N, int K, typename T, bool RmsPrologue, int Split>
 __device__ __forceinline__ void matmul_add(const float *x, const T *__restrict__ w,
                                            const float *r, float *y, float eps) {
+  // The residual is loaded as soon as it may be (after the wait: the kernel
+  // before wrote it), its latency overlapping the sums'.
+  struct Residual {
+    const float *r;
+    float value = 0.0f;
+    __device__ void beforeWait(int) {}
+    __device__ void afterWait(int row) { value = r[row]; }
+  } residual{r};
   detail::gemvTasks<K, T, 1, RmsPrologue, Split>(
       x, eps, N, [&](int row, int) { return w + (size_t)row * K; },
-      [&](int row, const float(&dot)[1]) {
-        const float residual = r[row];
-        y[row] = residual + dot[0];
-      });
+      [&](int row, const float(&dot)[1]) { y[row] = residual.value + dot[0]; }, residual);
 }
 #endif // LLAMAC_DEVICE_CODE
 

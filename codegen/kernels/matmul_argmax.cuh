@@ -57,7 +57,8 @@ __device__ __forceinline__ void matmul_argmax(const float *x, const T *__restric
   if (row < N) {
     const T *rows[1] = {w + (size_t)row * K};
     float dot[1], xScale = -1.0f;
-    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale);
+    detail::NoEarlyWork early;
+    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale, early, row);
     if (warp % Split == 0) // the task's other warps hold the same sum
       key = detail::argmaxKey(dot[0], (unsigned)row);
   }

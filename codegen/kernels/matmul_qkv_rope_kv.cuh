@@ -52,25 +52,44 @@ matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict
            : row < Nq + Nk ? wk + (size_t)(row - Nq) * K
                            : wv + (size_t)(row - Nq - Nk) * K;
   };
+  // Each kind of row: its row within its matrix, whether it rotates.
+  struct Pair {
+    bool isQ, isK;
+    int local;
+    __device__ explicit Pair(int task) {
+      const int row = 2 * task; // the pair (row, row + 1)
+      isQ = row < Nq;
+      isK = !isQ && row < Nq + Nk;
+      local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
+    }
+  };
+  // The position and the pair's rotation do not depend on x: read and
+  // computed before the wait (pow, cos and sin are long dependent chains).
+  struct Rotation {
+    int p;
+    float theta, c = 1.0f, s = 0.0f;
+    __device__ void beforeWait(int task) {
+      const Pair pair(task);
+      if (pair.isQ || pair.isK)
+        detail::ropeCosSin<HeadSize>(pair.local % HeadSize, p, theta, c, s);
+    }
+    __device__ void afterWait(int) {}
+  } rotation{*pos, theta};
   auto epilogue = [&](int task, const float(&dots)[2]) {
-    const int row = 2 * task; // the pair (row, row + 1)
-    // Each kind of row: its row within its matrix, whether it rotates.
-    const bool isQ = row < Nq, isK = !isQ && row < Nq + Nk;
-    const int local = isQ ? row : isK ? row - Nq : row - Nq - Nk;
-    const int p = *pos;
+    const Pair pair(task);
     float v0 = dots[0], v1 = dots[1];
-    if (isQ || isK)
-      detail::ropeRotate<HeadSize>(local % HeadSize, p, theta, v0, v1);
-    if (isQ) {
-      y[local] = v0;
-      y[local + 1] = v1;
+    if (pair.isQ || pair.isK)
+      detail::ropeApply(rotation.c, rotation.s, v0, v1);
+    if (pair.isQ) {
+      y[pair.local] = v0;
+      y[pair.local + 1] = v1;
     } else {
-      KvT *out = (isK ? kcache : vcache) + (size_t)p * Nk + local;
+      KvT *out = (pair.isK ? kcache : vcache) + (size_t)rotation.p * Nk + pair.local;
       detail::storeAs(v0, out);
       detail::storeAs(v1, out + 1);
     }
   };
-  detail::gemvTasks<K, T, 2, RmsPrologue, Split>(x, eps, (Nq + 2 * Nk) / 2, rowsOf, epilogue);
+  detail::gemvTasks<K, T, 2, RmsPrologue, Split>(x, eps, (Nq + 2 * Nk) / 2, rowsOf, epilogue, rotation);
 }
 #endif // LLAMAC_DEVICE_CODE
 

@@ -39,16 +39,30 @@ LLAMAC_HOST_DEVICE constexpr Shape rope(unsigned n) { return elementwise(n / 2);
 namespace detail {
 
 /// Rotates the pair (x0, x1) at offset j (even) within a head of HeadSize.
+/// The rotation of pair j (of a head) at position pos: c = cos(angle),
+/// s = sin(angle), angle = pos / theta^(j / HeadSize).
 template <int HeadSize>
-__device__ __forceinline__ void ropeRotate(int j, int pos, float theta, float &x0, float &x1) {
+__device__ __forceinline__ void ropeCosSin(int j, int pos, float theta, float &c, float &s) {
   const float exponent = (float)j / (float)HeadSize;
   const float freq = 1.0f / (float)pow((double)theta, (double)exponent);
   const float angle = (float)pos * freq;
-  const float c = cosf(angle), s = sinf(angle);
+  c = cosf(angle);
+  s = sinf(angle);
+}
+
+/// Rotates (x0, x1) by the angle whose cosine and sine are c and s.
+__device__ __forceinline__ void ropeApply(float c, float s, float &x0, float &x1) {
   const float r0 = __fadd_rn(__fmul_rn(x0, c), -__fmul_rn(x1, s));
   const float r1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
   x0 = r0;
   x1 = r1;
+}
+
+template <int HeadSize>
+__device__ __forceinline__ void ropeRotate(int j, int pos, float theta, float &x0, float &x1) {
+  float c, s;
+  ropeCosSin<HeadSize>(j, pos, theta, c, s);
+  ropeApply(c, s, x0, x1);
 }
 
 } // namespace detail

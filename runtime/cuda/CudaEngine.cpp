@@ -83,6 +83,11 @@ struct Tuning {
   /// LLAMAC_PERSISTENT_BLOCKS_PER_SM: at most this many blocks per SM of a
   /// persistent kernel (0: as many as fit, the default).
   int persistentBlocksPerSm = 0;
+  /// LLAMAC_TIMELINE=file: every kernel is recompiled to stamp its blocks'
+  /// wait, release and end (common.cuh's KernelTimeline); the first
+  /// kTimelineCapacity records are written to `file` when the engine is
+  /// destroyed, the kernel names to `file`.names (bench/timeline.py).
+  std::string timeline;
 
   static Tuning fromEnvironment() {
     Tuning t;
@@ -96,6 +101,7 @@ struct Tuning {
     list("LLAMAC_NVRTC_KERNELS", ',', t.nvrtcKernels);
     if (const char *value = std::getenv("LLAMAC_GRID_STRIDE_BLOCKS_PER_SM")) t.gridStrideBlocksPerSm = std::atoi(value);
     if (const char *value = std::getenv("LLAMAC_PERSISTENT_BLOCKS_PER_SM")) t.persistentBlocksPerSm = std::atoi(value);
+    if (const char *value = std::getenv("LLAMAC_TIMELINE")) t.timeline = value;
     return t;
   }
 };
@@ -113,6 +119,10 @@ constexpr int kTokenSlot = 0, kPosSlot = 1, kHistorySlot = 16;
 constexpr int kMaxChain = 32;
 constexpr int kChainDefault = 16;
 constexpr uint64_t kScalarsBytes = 4 * (kHistorySlot + 1 + kMaxChain);
+
+/// LLAMAC_TIMELINE's buffer: a 64-byte header (the record count) and the
+/// records, 48 bytes each (common.cuh's TimelineRecord).
+constexpr uint64_t kTimelineCapacity = 1 << 20, kTimelineRecordBytes = 48;
 
 class CudaEngine : public Engine {
 public:
@@ -160,6 +170,8 @@ private:
   llvm::Error capture(llvm::function_ref<llvm::Error()> launches, CUgraphExec &exec);
   /// Captures chainLength_ x (@decode_greedy, advance_greedy) as one graph.
   llvm::Error captureChain();
+  /// Writes LLAMAC_TIMELINE's records and kernel names.
+  void writeTimeline();
 
   const CudaDriver &cu;
   DeviceInfo device_;
@@ -167,7 +179,7 @@ private:
   CUcontext context_ = nullptr;
   CUstream stream_ = nullptr;
   std::vector<CUmodule> modules_;
-  CUdeviceptr weights_ = 0, arena_ = 0, kv_ = 0, scalars_ = 0;
+  CUdeviceptr weights_ = 0, arena_ = 0, kv_ = 0, scalars_ = 0, timeline_ = 0;
   uint64_t arenaBytes_ = 0, kvBytes_ = 0, seqLen_ = 0, vocab_ = 0;
   int32_t *hostScalars_ = nullptr; // pinned: the step scalars (kTokenSlot, ...)
   char *hostOutput_ = nullptr;     // pinned: the step's output
@@ -184,7 +196,8 @@ CudaEngine::~CudaEngine() {
   for (Program *p : {&logits_, &greedy_, &advance_})
     if (p->graph) cu.graphExecDestroy(p->graph);
   if (chain_) cu.graphExecDestroy(chain_);
-  for (CUdeviceptr ptr : {weights_, arena_, kv_, scalars_})
+  if (timeline_) writeTimeline();
+  for (CUdeviceptr ptr : {weights_, arena_, kv_, scalars_, timeline_})
     if (ptr) cu.memFree(ptr);
   if (hostScalars_) cu.memFreeHost(hostScalars_);
   if (hostOutput_) cu.memFreeHost(hostOutput_);
@@ -205,6 +218,11 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   if (auto e = cu.check(cu.ctxSetCurrent(context_), "cuCtxSetCurrent")) return e;
   if (auto e = cu.check(cu.streamCreate(&stream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate")) return e;
 
+  if (!tuning_.timeline.empty()) {
+    const uint64_t bytes = 64 + kTimelineCapacity * kTimelineRecordBytes;
+    if (auto e = cu.check(cu.memAlloc(&timeline_, bytes), "cuMemAlloc(timeline)")) return e;
+    if (auto e = cu.check(cu.memsetD8(timeline_, 0, bytes), "cuMemsetD8(timeline)")) return e;
+  }
   std::vector<CUfunction> functions;
   if (auto e = loadKernels(plan, log, functions)) return e;
   if (auto e = uploadWeights(plan, log)) return e;
@@ -269,6 +287,7 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
   std::vector<size_t> missing;
   const std::vector<std::string> &options = tuning_.nvrtcOptions;
   auto recompiled = [&](const std::string &name) {
+    if (timeline_) return true;
     return !options.empty() && (tuning_.nvrtcKernels.empty() ||
                                 llvm::any_of(tuning_.nvrtcKernels, [&](const std::string &part) {
                                   return name.find(part) != std::string::npos;
@@ -281,7 +300,10 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
     if (images[i].empty()) missing.push_back(i);
   }
   if (!missing.empty() && log) {
-    if (!options.empty()) {
+    if (timeline_) {
+      *log << llvm::formatv("llamarun: LLAMAC_TIMELINE is set; recompiling {0} kernels from source with NVRTC\n",
+                            missing.size());
+    } else if (!options.empty()) {
       *log << llvm::formatv("llamarun: LLAMAC_NVRTC_OPTIONS is set; recompiling {0} kernels from source with NVRTC\n",
                             missing.size());
     } else {
@@ -296,9 +318,15 @@ llvm::Error CudaEngine::loadKernels(const LoadedPlan &plan, llvm::raw_ostream *l
     std::vector<llvm::Expected<CompiledKernel>> compiled;
     compiled.reserve(missing.size());
     const std::vector<std::string> none;
-    for (size_t i : missing) // kernels only missing for this GPU compile as the plan's were
-      compiled.push_back(
-          compileCuda(kernels[i].source(), kernels[i].name(), arch, recompiled(kernels[i].name()) ? options : none));
+    for (size_t i : missing) { // kernels only missing for this GPU compile as the plan's were
+      std::vector<std::string> kernelOptions = recompiled(kernels[i].name()) ? options : none;
+      if (timeline_) {
+        kernelOptions.push_back(llvm::formatv("-DLLAMAC_TIMELINE={0}ull", timeline_).str());
+        kernelOptions.push_back(llvm::formatv("-DLLAMAC_TIMELINE_CAPACITY={0}u", kTimelineCapacity).str());
+        kernelOptions.push_back(llvm::formatv("-DLLAMAC_TIMELINE_KERNEL={0}u", i).str());
+      }
+      compiled.push_back(compileCuda(kernels[i].source(), kernels[i].name(), arch, kernelOptions));
+    }
     for (size_t j = 0; j < missing.size(); ++j) {
       if (!compiled[j]) return error("recompiling " + kernels[missing[j]].name() + ": " +
                                      llvm::toString(compiled[j].takeError()));
@@ -458,6 +486,22 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
 
   // Capture the launch list once; each step replays it.
   return capture([&] { return launchAll(program); }, program.graph);
+}
+
+void CudaEngine::writeTimeline() {
+  uint32_t count = 0;
+  bool copied = cu.ctxSynchronize() == CUDA_SUCCESS && cu.memcpyDtoH(&count, timeline_, 4) == CUDA_SUCCESS;
+  count = std::min<uint64_t>(count, kTimelineCapacity);
+  std::vector<char> records(count * kTimelineRecordBytes);
+  if (copied && count) copied = cu.memcpyDtoH(records.data(), timeline_ + 64, records.size()) == CUDA_SUCCESS;
+  std::error_code outError, namesError;
+  llvm::raw_fd_ostream out(tuning_.timeline, outError), names(tuning_.timeline + ".names", namesError);
+  if (!copied || outError || namesError) {
+    llvm::errs() << "llamarun: LLAMAC_TIMELINE: could not write " << tuning_.timeline << "\n";
+    return;
+  }
+  out.write(records.data(), records.size());
+  for (const std::string &name : kernelNames_) names << name << "\n";
 }
 
 llvm::Error CudaEngine::capture(llvm::function_ref<llvm::Error()> launches, CUgraphExec &exec) {
