@@ -328,6 +328,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
         }
       }
     }
+    timelineMark(5, partial[kKRounds - 1]);
 #pragma unroll
     for (int offset = kLanes / 2; offset > 0; offset /= 2) {
 #pragma unroll
@@ -361,6 +362,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
           acc.w = fmaf(p, v4.w, acc.w);
         }
       }
+      timelineMark(6, acc.x + acc.y + acc.z + acc.w);
       *reinterpret_cast<float4 *>(sPartial + vgroup * HS + 4 * unit) = acc;
     }
     sumGroups<HS, kVGroups, Threads>(sPartial, sAcc);

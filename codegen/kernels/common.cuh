@@ -297,11 +297,15 @@ __device__ __forceinline__ void waitForPreviousKernel() {
 
 /// A timing aid inside a template: with the timeline compiled in and
 /// -DLLAMAC_TIMELINE_MARK=n, thread 0 stamps the block's record at mark n
-/// (bench/timeline.py: how long after the release the block got there).
-__device__ __forceinline__ void timelineMark(int n) {
+/// (bench/timeline.py: how long after the release the block got there),
+/// once `ready` (a value the mark should wait for, such as a sum of loaded
+/// data) is computed.
+__device__ __forceinline__ void timelineMark(int n, float ready = 0.0f) {
 #if defined(LLAMAC_TIMELINE) && defined(LLAMAC_TIMELINE_MARK) && !LLAMAC_PERSISTENT
+  // The test of `ready` (never that NaN) makes the branch, and so the
+  // stamp, wait for it.
   if (n == LLAMAC_TIMELINE_MARK && threadIdx.x == 0 && timelineSlot != 0 &&
-      timelineSlot - 1 < LLAMAC_TIMELINE_CAPACITY)
+      timelineSlot - 1 < LLAMAC_TIMELINE_CAPACITY && __float_as_uint(ready) != 0x7fc00001u)
     timelineRecord(timelineSlot - 1)->mark = (unsigned)globalTimer();
 #endif
 }
