@@ -272,8 +272,9 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
     }
   }
 
-  /// Loads the row of position t0 + i (loadCurrent's `current`) where its
-  /// threads keep it.
+  /// Loads the row of position t0 + i, the position this step adds (attend's
+  /// `current`), into kCurrent and vCurrent of the threads that hold that
+  /// position.
   __device__ __forceinline__ void loadCurrent(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int i) {
     const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
     if (i % kGroups == group) {

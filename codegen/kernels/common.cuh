@@ -391,29 +391,6 @@ template <int Threads> __device__ __forceinline__ float blockSum(float v) {
 
 __device__ __forceinline__ float negativeInfinity() { return __int_as_float(0xff800000); }
 
-/// Maximum over the block; every thread must call it and gets the result.
-template <int Threads> __device__ __forceinline__ float blockMax(float v) {
-  static_assert(Threads % kWarpSize == 0 && Threads <= 1024, "whole warps, at most 1024 threads");
-  constexpr int kWarps = Threads / kWarpSize;
-  __shared__ float partial[kWarps];
-  __shared__ float total;
-  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  v = warpMax(v);
-  if (lane == 0)
-    partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float m = lane < kWarps ? partial[lane] : negativeInfinity();
-    m = warpMax(m);
-    if (lane == 0)
-      total = m;
-  }
-  __syncthreads();
-  float result = total;
-  __syncthreads();
-  return result;
-}
-
 /// 1 / sqrt(mean(x^2) + eps), the RMSNorm scale, computed by the whole block in
 /// the CPU executor's order of operations: ss / K, + eps, sqrtf, 1 / that.
 template <int K, int Threads>
