@@ -245,14 +245,14 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
   Raw kCurrent[kUnitsPerLane];
   Raw vCurrent;
 
-  /// Loads the rows of positions t0 + i for i in [from, to), to <= Chunk.
-  __device__ __forceinline__ void load(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int from,
-                                       int to) {
+  /// Loads the rows of positions t0 + i for i in [0, n), n <= Chunk: those
+  /// of earlier steps (loadCurrent loads the one this step adds).
+  __device__ __forceinline__ void loadEarlier(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int n) {
     const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
 #pragma unroll
     for (int r = 0; r < kKRounds; ++r) {
       const int i = r * kGroups + group;
-      if (i >= from && i < to) {
+      if (i < n) {
 #pragma unroll
         for (int j = 0; j < kUnitsPerLane; ++j) {
           const int u = sub + j * kLanes;
@@ -266,7 +266,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
 #pragma unroll
       for (int r = 0; r < kVRounds; ++r) {
         const int i = r * kVGroups + vgroup;
-        if (i >= from && i < to)
+        if (i < n)
           v[r] = loadRaw4(vcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * unit);
       }
     }
@@ -391,7 +391,7 @@ __device__ __forceinline__ void attendChunkAfterWait(const float *q, int pos, co
                                                      float &l) {
   AttentionChunk<KVH * HS, HS, Chunk, Threads, KvT> chunk;
   const int earlier = (pos < t1 ? pos : t1) - t0; // positions [t0, pos) of this chunk
-  chunk.load(kcache, vcache, kvOffset, t0, 0, earlier);
+  chunk.loadEarlier(kcache, vcache, kvOffset, t0, earlier);
   waitForPreviousKernel();
   const int current = pos < t1 ? earlier : -1; // the position this step adds, if in this chunk
   if (current >= 0)

@@ -249,6 +249,8 @@ struct TimelineRecord {
   unsigned kernel, block, sm;
   unsigned mark; // the low 32 bits of %globaltimer at timelineMark(LLAMAC_TIMELINE_MARK), or 0
 };
+// The layout CudaEngine.cpp (kTimelineRecordBytes) and bench/timeline.py (RECORD) read.
+static_assert(sizeof(TimelineRecord) == 48, "CudaEngine.cpp and bench/timeline.py read 48-byte records");
 #ifdef LLAMAC_TIMELINE
 __shared__ unsigned timelineSlot; // the block's record + 1; 0 before its first wait
 __device__ __forceinline__ unsigned long long globalTimer() {

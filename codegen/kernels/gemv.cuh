@@ -119,7 +119,7 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvSplit(unsigned n, unsigned k, unsigned
 /// matmul one batch; ptxas had moved the matmul_add and classifier loads
 /// after the wait); Llama-3.2-1B +1.8 to +2.0. Where a row takes several
 /// batches (1B w2: 32 loads per lane), none before the wait measured 82.2%,
-/// one 81.3%, two or four 80.0%, the whole first batch 79.8%. A timing
+/// one 81.2-81.3%, two 79.8%, four 80.1%, the whole first batch 79.8%. A timing
 /// experiment may force the count for every kernel
 /// (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_PINNED_LOADS=n).
 LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned elementBytes, unsigned split) {
@@ -228,6 +228,22 @@ struct NoEarlyWork {
   __device__ __forceinline__ void afterWait(int) {}
 };
 
+/// warpDots at its task's first batch, once the batch's preloads are issued:
+/// `early`'s work around the wait, which only the warp's first task (xScale
+/// negative) waits at, setting xScale (inputScaleAfterWait<K, Rms>). Returns
+/// whether this was the first task.
+template <int K, bool Rms, typename Early>
+__device__ __forceinline__ bool startTask(const float *x, float eps, float &xScale, Early &early, int task) {
+  bool first = false;
+  early.beforeWait(task);
+  if (xScale < 0.0f) {
+    first = true;
+    xScale = inputScaleAfterWait<K, Rms>(x, eps);
+  }
+  early.afterWait(task);
+  return first;
+}
+
 /// dots[r] = sum_k (x[k] * s) * rows[r][k], for R rows of K elements, where
 /// s = warpRmsInverse(x) with the RMS prologue, else 1. The Split warps of a
 /// task call it together (whole warps); every lane of the task's first warp
@@ -236,10 +252,10 @@ struct NoEarlyWork {
 /// The first loads of every row (launch::gemvPinnedLoads per lane) are
 /// issued before waitForPreviousKernel(): weights do not depend on earlier
 /// kernels, so their latency overlaps the previous kernel's tail. Only then
-/// is x (which the previous kernel wrote) read. Warps that call this need no other wait. `xScale`
-/// carries s from a warp's first task to its next ones: negative before the
-/// first, which waits and sets it. `early` does task `task`'s early work
-/// (NoEarlyWork).
+/// is x (which the previous kernel wrote) read. Warps that call this need no
+/// other wait. `xScale` carries s from a warp's first task to its next ones:
+/// negative before the first, which waits and sets it. `early` does task
+/// `task`'s early work (NoEarlyWork).
 template <int K, typename T, int R, bool RmsPrologue, int Split, typename Early>
 __device__ __forceinline__ void warpDots(const float *x, float eps, const T *const (&rows)[R],
                                          float (&dots)[R], float &xScale, Early &early, int task) {
@@ -288,12 +304,7 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
       }
       bool firstTask = false;
       if (firstBatch) {
-        early.beforeWait(task);
-        if (xScale < 0.0f) {
-          firstTask = true;
-          xScale = inputScaleAfterWait<K, RmsPrologue && !kXInRegisters>(x, eps);
-        }
-        early.afterWait(task);
+        firstTask = startTask<K, RmsPrologue && !kXInRegisters>(x, eps, xScale, early, task);
         // Plain loads in asm volatile as well: NVVM would hoist invariant
         // ones above the wait, and ptxas then places them as it likes.
 #pragma unroll
@@ -367,12 +378,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
             w[u][r] = rows[r][k];
         }
       }
-      if (base == 0) {
-        early.beforeWait(task);
-        if (xScale < 0.0f)
-          xScale = inputScaleAfterWait<K, RmsPrologue>(x, eps);
-        early.afterWait(task);
-      }
+      if (base == 0)
+        startTask<K, RmsPrologue>(x, eps, xScale, early, task);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kStride + lane;

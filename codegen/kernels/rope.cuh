@@ -38,9 +38,8 @@ LLAMAC_HOST_DEVICE constexpr Shape rope(unsigned n) { return elementwise(n / 2);
 #if LLAMAC_DEVICE_CODE
 namespace detail {
 
-/// Rotates the pair (x0, x1) at offset j (even) within a head of HeadSize.
-/// The rotation of pair j (of a head) at position pos: c = cos(angle),
-/// s = sin(angle), angle = pos / theta^(j / HeadSize).
+/// The rotation of the pair at offset j (even) within a head of HeadSize at
+/// position pos: c = cos(angle), s = sin(angle), angle = pos / theta^(j / HeadSize).
 template <int HeadSize>
 __device__ __forceinline__ void ropeCosSin(int j, int pos, float theta, float &c, float &s) {
   const float exponent = (float)j / (float)HeadSize;
@@ -58,6 +57,7 @@ __device__ __forceinline__ void ropeApply(float c, float s, float &x0, float &x1
   x1 = r1;
 }
 
+/// Rotates the pair (x0, x1) at offset j (even) within a head of HeadSize.
 template <int HeadSize>
 __device__ __forceinline__ void ropeRotate(int j, int pos, float theta, float &x0, float &x1) {
   float c, s;

@@ -296,6 +296,30 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
   EXPECT_TRUE(sawWholeBatch && sawNone) << "the cases no longer cover both counts of gemvPinnedLoads";
 }
 
+// common.cuh's timeline (LLAMAC_TIMELINE, bench/timeline.py): the options
+// the runtime recompiles with build, and the kernels then stamp the timer;
+// without them they do not.
+TEST(KernelCompile, TimelineStampsOnlyWhenCompiledIn) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  const std::vector<std::string> timeline = {"-DLLAMAC_TIMELINE=0x7f0000000000ull", "-DLLAMAC_TIMELINE_CAPACITY=1024u",
+                                             "-DLLAMAC_TIMELINE_KERNEL=3u", "-DLLAMAC_TIMELINE_MARK=6"};
+  for (const KernelWrapper &kernel : {matmulSwigluKernel(2048, 768, DType::f16, true, 1),
+                                      attentionSplitKernel(12, 12, 64, 1024)}) {
+    for (bool on : {false, true}) {
+      auto compiled = runtime::cuda::compileCuda(programSource({kernel}), kernel.name + ".cu", "compute_90",
+                                                 on ? timeline : std::vector<std::string>{}, kernelHeaders());
+      ASSERT_TRUE(bool(compiled)) << kernel.name << ": " << llvm::toString(compiled.takeError());
+      const std::string &ptx = compiled->image;
+      EXPECT_EQ(ptx.find("%globaltimer") != std::string::npos, on) << kernel.name;
+      EXPECT_EQ(ptx.find("%gridid") != std::string::npos, on) << kernel.name;
+    }
+  }
+}
+
 TEST(KernelCompile, ErrorsCarryTheLog) {
   auto nvrtc = Nvrtc::load();
   if (!nvrtc) {
