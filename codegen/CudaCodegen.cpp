@@ -50,7 +50,8 @@ llvm::Error error(const llvm::Twine &msg) {
 class Emitter {
 public:
   Emitter(const Module &m, plan::Plan &plan, const CudaOptions &options)
-      : m_(m), plan_(plan), gemvSplit_(options.gemvSplit), persistent_(options.persistent) {
+      : m_(m), plan_(plan), gemvSplit_(options.gemvSplit), attentionParts_(options.attentionParts),
+        persistent_(options.persistent) {
     kvLayerBytes_ = uint64_t(m.kvCache().seqLen) * m.kvCache().kvDim * byteSize(m.kvCache().dtype);
     // After the planned arena: state that kernels keep between launches
     // (zeroed once by the runtime), then scratch that one kernel hands the
@@ -132,7 +133,7 @@ private:
   const Module &m_;
   plan::Plan &plan_;
   plan::Function *function_ = nullptr;
-  unsigned gemvSplit_ = 0;
+  unsigned gemvSplit_ = 0, attentionParts_ = 0;
   bool persistent_ = false;
   uint64_t kvLayerBytes_ = 0, stateOffset_ = 0, scratchOffset_ = 0, scratchBytes_ = 0, phaseCountersOffset_ = 0;
   // The current function's launches as phases of a persistent kernel, while
@@ -336,8 +337,9 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
       launch(attentionKernel(h, kvh, hs, s, kvType), launch::attention(h),
              {arena(x(0)), pos, kv(layer, false), kv(layer, true), arena(y)}, text);
     } else {
-      needScratch(uint64_t(launch::attentionPartialFloats(h, hs, s)) * 4);
-      launch(attentionSplitKernel(h, kvh, hs, s, kvType), launch::attentionSplit(h, s),
+      int parts = int(attentionParts_ ? attentionParts_ : launch::attentionParts(unsigned(h)));
+      needScratch(uint64_t(launch::attentionPartialFloats(h, hs, s, parts)) * 4);
+      launch(attentionSplitKernel(h, kvh, hs, s, kvType, parts), launch::attentionSplit(h, s, parts),
              {arena(x(0)), pos, kv(layer, false), kv(layer, true), scratch(), state(), arena(y)}, text);
     }
     break;
@@ -477,6 +479,9 @@ llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &pl
   if (options.gemvSplit != 0 && options.gemvSplit != 1 && options.gemvSplit != 2 && options.gemvSplit != 4 &&
       options.gemvSplit != 8)
     return error(llvm::formatv("the warps per matmul row must be 1, 2, 4 or 8, got {0}", options.gemvSplit));
+  if (options.attentionParts != 0 && options.attentionParts != 1 && options.attentionParts != 2 &&
+      options.attentionParts != 4 && options.attentionParts != 8)
+    return error(llvm::formatv("the attention parts (blocks per span) must be 1, 2, 4 or 8, got {0}", options.attentionParts));
   Emitter emitter(m, plan, options);
   for (const auto &f : m.functions())
     if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;

@@ -43,6 +43,10 @@ struct CudaOptions {
   /// Warps per matmul row (1, 2, 4 or 8) for every matmul; 0 picks it per
   /// shape (launch::gemvSplit). For tuning experiments.
   unsigned gemvSplit = 0;
+  /// Blocks per chunk of a long context's attention (1, 2, 4 or 8; a thread
+  /// block cluster on sm_90); 0 picks it from the heads
+  /// (launch::attentionParts). For tuning experiments.
+  unsigned attentionParts = 0;
   /// Each function's launches become phases of one persistent kernel
   /// (codegen/kernels/persistent.cuh), where every launch allows it (one
   /// block size, no collectives).

@@ -31,20 +31,23 @@ std::string boolText(bool value) { return value ? "true" : "false"; }
 /// Every kernel first lets the next one launch, may prefetch its weights
 /// into L2, and waits for the kernel before it. Its first statement is the
 /// timeline's (common.cuh's KernelTimeline: nothing unless a timing run
-/// compiles it in).
+/// compiles it in). `attributes` follow __launch_bounds__, whose second
+/// argument (minimum blocks per SM) is `minBlocks` where not 0.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
-                   std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper) {
+                   std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper,
+                   std::string attributes = "", unsigned minBlocks = 0) {
   const char *allow = "  llamac::detail::allowDependentLaunch();\n";
   const char *wait = "  llamac::detail::waitForPreviousKernel();\n";
   std::string start = std::string("  llamac::detail::KernelTimeline timeline;\n") +
                       (waits == Wait::InWrapper      ? allow + prefetch + wait
                        : waits == Wait::InTemplate ? allow + prefetch
                                                    : prefetch + wait + allow);
-  std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}) {1}({2}) {{\n"
+  std::string bounds = std::to_string(threads) + (minBlocks ? ", " + std::to_string(minBlocks) : "");
+  std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}){5} {1}({2}) {{\n"
                                    "{4}"
                                    "  {3};\n"
                                    "}\n",
-                                   threads, name, params, call, start)
+                                   bounds, name, params, call, start, attributes.empty() ? "" : " " + attributes)
                          .str();
   KernelWrapper w;
   w.file = std::move(file);
@@ -204,6 +207,12 @@ KernelWrapper kvWriteKernel(int nk, ir::DType kv) {
               llvm::formatv("llamac::kv_write<{0}, {1}>(k, v, pos, kcache, vcache)", nk, c));
 }
 
+// Attention's bounds say one block per SM: without that, ptxas fitted some
+// forms in 80 registers, spilling a K row whose store then waited for its
+// load before the wait, and so delayed the V rows' loads (bench/NOTES.md,
+// session 9).
+constexpr unsigned kAttentionMinBlocks = 1;
+
 KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv) {
   std::string c = cudaTypeName(kv);
   return make("attention.cuh",
@@ -212,20 +221,24 @@ KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DTyp
               "const float* q, const int* pos, const " + c + "* kcache, const " + c + "* vcache, float* out",
               llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, out)", h, kvh,
                             headSize, seqLen, c),
-              "", Wait::InTemplate);
+              "", Wait::InTemplate, "", kAttentionMinBlocks);
 }
 
-KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv) {
+KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv, int parts) {
+  assert(parts >= 1 && parts <= launch::kAttentionMaxParts && launch::kAttentionChunk % parts == 0);
   std::string c = cudaTypeName(kv);
+  std::string partsTag = parts == 1 ? "" : "_p" + std::to_string(parts);
   return make("attention.cuh",
-              llvm::formatv("attention_split_h{0}_kvh{1}_hs{2}_s{3}{4}", h, kvh, headSize, seqLen, kvTag(kv)),
+              llvm::formatv("attention_split_h{0}_kvh{1}_hs{2}_s{3}{4}{5}", h, kvh, headSize, seqLen, kvTag(kv),
+                            partsTag),
               launch::kAttentionThreads,
               "const float* q, const int* pos, const " + c + "* kcache, const " + c +
                   "* vcache, float* partials, unsigned* counters, float* out",
-              llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, partials, "
-                            "counters, out)",
-                            h, kvh, headSize, seqLen, c),
-              "", Wait::InTemplate);
+              llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}, {4}, {5}>(q, pos, kcache, vcache, "
+                            "partials, counters, out)",
+                            h, kvh, headSize, seqLen, c, parts),
+              "", Wait::InTemplate, parts == 1 ? "" : llvm::formatv("LLAMAC_CLUSTER_DIMS(1, {0}, 1)", parts).str(),
+              kAttentionMinBlocks);
 }
 
 KernelWrapper siluMulKernel(int n) {

@@ -70,6 +70,10 @@ cl::list<std::string> archs("arch", cl::desc("GPU architectures to compile kerne
 enum class Emit { Ir, OptIr, Cuda, Plan };
 cl::opt<unsigned> gemvSplit("gemv-split", cl::desc("Warps per matmul row, 1/2/4/8 (default: from each shape)"),
                             cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
+cl::opt<unsigned> attentionParts("attention-parts",
+                                 cl::desc("Blocks per 128-position chunk of attention, 1/2/4/8 (default: from "
+                                          "the heads)"),
+                                 cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
 cl::opt<bool> persistent("persistent",
                          cl::desc("Run each decode step as one persistent kernel instead of a kernel per op "
                                   "(experimental: slower on the H100 when last timed, bench/NOTES.md)"),
@@ -227,6 +231,7 @@ int compile() {
   codegen::CudaOptions cudaOptions;
   if (!archs.empty()) cudaOptions.archs.assign(archs.begin(), archs.end());
   cudaOptions.gemvSplit = gemvSplit;
+  cudaOptions.attentionParts = attentionParts;
   cudaOptions.persistent = persistent;
   if (emit == Emit::Cuda) {
     plan::Plan p;

@@ -15,9 +15,9 @@
 // by row), each loaded in one round trip, and loads the rows of earlier steps
 // before it waits for the kernel that wrote q (only the row at pos is this
 // step's). Attention had cost 4-5 us per layer, chains of dependent loads
-// from DRAM; now about 0.3 (stories110M f32, bench/NOTES.md, session 5). With
-// a single chunk, p is normalized before it weighs V, as the CPU executor
-// does.
+// from DRAM; now about 0.3 (stories110M f32, bench/NOTES.md, session 5). When
+// one block holds all positions, p is normalized before it weighs V, as the
+// CPU executor does.
 //
 // Two forms; the code generator picks one per model:
 //
@@ -26,17 +26,29 @@
 //    Launch: launch::attention(H): H blocks of 256 threads. Best for short
 //    contexts, where the cache is small and one launch is all it takes.
 //
-// 2. Flash-decoding, for long contexts: attention_split<H, KVH, HS, S> gives
-//    each (head, chunk of kAttentionChunk positions) its own block, which
-//    writes the chunk's max m, sum l = sum exp(s - m) and unnormalized
-//    sum exp(s - m) v to a scratch buffer. The last block of a head to finish
-//    (a counter per head, in memory no other kernel uses) merges the head's
-//    chunks: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i e^(m_i-M),
-//    and resets the counter for the next step. With one chunk (pos < 128)
-//    the block writes o directly. One kernel, so no second launch.
-//    Launch: launch::attentionSplit(H, S): H x ceil(S / 128) blocks of 256
-//    (chunks past pos return at once).
-//    Scratch: launch::attentionPartialFloats(H, HS, S) floats; state:
+// 2. Flash-decoding, for long contexts: attention_split<H, KVH, HS, S, KvT,
+//    Parts> splits a head's positions into spans of 128 * Parts, each over
+//    Parts blocks: block r of a span takes every Parts-th position from its
+//    r-th on (at most 128, in registers), so the history of even a short
+//    context loads on Parts SMs at once. A block's result is its max m, sum
+//    l = sum exp(s - m) and unnormalized sum exp(s - m) v.
+//    - On sm_90 a span's blocks are a thread block cluster (the wrapper's
+//      LLAMAC_CLUSTER_DIMS): the others store their m, l and sums straight
+//      into the first block's shared memory (st.async, counted on an
+//      mbarrier there) and exit; the first merges them. A pull through
+//      distributed shared memory between two cluster barriers cost 2.4 us;
+//      this one-way hand-over about 0.3 (bench/NOTES.md, session 9).
+//    - Spans (or, without clusters, blocks) then meet in global memory: each
+//      writes its m, l and sums to a scratch buffer, and the last of a head
+//      to finish (a counter per head, in memory no other kernel uses)
+//      merges them: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i
+//      e^(m_i-M), and resets the counter for the next step. With one unit
+//      (one span, pos < 128 * Parts) it writes o directly. One kernel, so no
+//      second launch.
+//    launch::attentionParts(H) picks Parts. Launch:
+//    launch::attentionSplit(H, S, Parts): H x ceil(S / (128 * Parts)) * Parts
+//    blocks of 256 (spans past pos return at once).
+//    Scratch: launch::attentionPartialFloats(H, HS, S, Parts) floats; state:
 //    launch::attentionCounters(H) zeroed 32-bit counters.
 //
 // Bytes:  2*(pos+1)*KVH*HS*4 (K and V rows up to pos; each K/V row is read
@@ -45,15 +57,15 @@
 //
 // Wrappers the code generator emits:
 //   // %14 = attention %13, %pos {n_heads = 12, n_kv_heads = 12, head_size = 64, seq_len = 1024}
-//   extern "C" __global__ void __launch_bounds__(256)
+//   extern "C" __global__ void __launch_bounds__(256, 1)
 //   k14_attention(const float* q, const int* pos, const float* kcache, const float* vcache, float* o) {
 //     llamac::attention<12 /*H*/, 12 /*KVH*/, 64 /*HS*/, 1024 /*S*/>(q, pos, kcache, vcache, o);
 //   }
 // or
-//   extern "C" __global__ void __launch_bounds__(256)
+//   extern "C" __global__ void __launch_bounds__(256, 1) LLAMAC_CLUSTER_DIMS(1, 2, 1)
 //   k14_attention_split(const float* q, const int* pos, const float* kcache, const float* vcache,
 //                       float* partials, unsigned* counters, float* o) {
-//     llamac::attention_split<32, 8, 128, 8192>(q, pos, kcache, vcache, partials, counters, o);
+//     llamac::attention_split<12, 12, 64, 1024, float, 2>(q, pos, kcache, vcache, partials, counters, o);
 //   }
 //
 //===----------------------------------------------------------------------===//
@@ -76,14 +88,33 @@ LLAMAC_HOST_DEVICE constexpr Shape attention(unsigned nHeads) {
 LLAMAC_HOST_DEVICE constexpr unsigned attentionChunks(unsigned seqLen) {
   return ceilDiv(seqLen, kAttentionChunk);
 }
-LLAMAC_HOST_DEVICE constexpr Shape attentionSplit(unsigned nHeads, unsigned seqLen) {
-  return {nHeads, attentionChunks(seqLen), kAttentionThreads, 0};
+/// The most blocks attention_split spreads a span of positions over.
+[[maybe_unused]] constexpr int kAttentionMaxParts = 8;
+/// Blocks per span (attention_split's Parts) for nHeads heads: the most,
+/// up to kAttentionMaxParts, that keep a step's first span within 32 blocks.
+/// More blocks load a head's history sooner, but clusters of them find room
+/// on the SMs later, while the next kernels' blocks are resident: at 128
+/// tokens, stories110M (12 heads) is fastest with 2 parts and Llama-3.2-1B
+/// (32 heads) with 1; at 1,024 tokens 8 and 2 parts win (bench/NOTES.md,
+/// session 9).
+LLAMAC_HOST_DEVICE constexpr unsigned attentionParts(unsigned nHeads) {
+  unsigned parts = 1;
+  while (parts < unsigned(kAttentionMaxParts) && nHeads * parts * 2 <= 32)
+    parts *= 2;
+  return parts;
 }
-/// Scratch where attention_split blocks leave their chunk for the merge: per head and chunk,
-/// m, l and HS sums.
+/// Spans of kAttentionChunk * parts positions that cover seqLen.
+LLAMAC_HOST_DEVICE constexpr unsigned attentionSpans(unsigned seqLen, unsigned parts) {
+  return ceilDiv(seqLen, kAttentionChunk * parts);
+}
+LLAMAC_HOST_DEVICE constexpr Shape attentionSplit(unsigned nHeads, unsigned seqLen, unsigned parts = 1) {
+  return {nHeads, attentionSpans(seqLen, parts) * parts, kAttentionThreads, 0};
+}
+/// Scratch where attention_split blocks leave their partial sums for the
+/// merge: per head and block of a span, m, l and HS sums.
 LLAMAC_HOST_DEVICE constexpr unsigned attentionPartialFloats(unsigned nHeads, unsigned headSize,
-                                                             unsigned seqLen) {
-  return nHeads * attentionChunks(seqLen) * (headSize + 2);
+                                                             unsigned seqLen, unsigned parts = 1) {
+  return nHeads * attentionSpans(seqLen, parts) * parts * (headSize + 2);
 }
 /// Counters attention_split keeps between steps: one per head, zero between
 /// launches.
@@ -151,16 +182,15 @@ __device__ __forceinline__ void sumGroups(const float *sPartial, float *sAcc) {
   __syncthreads();
 }
 
-/// Attention of one head over positions [t0, t1):
+/// Attention of one head over the n positions t0 + i * Stride, i in [0, n):
 /// m = max_t s[t], l = sum_t exp(s[t] - m), sAcc[d] = sum_t exp(s[t] - m) v[t][d].
-/// sq holds the head's query (16-byte aligned); sScores has room for t1 - t0 floats.
+/// sq holds the head's query (16-byte aligned); sScores has room for n floats.
 /// The whole block calls it; m and l reach every thread, sAcc is complete on return.
-template <int KVDim, int HS, int Threads, typename KvT>
+template <int KVDim, int HS, int Stride, int Threads, typename KvT>
 __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
                                             const KvT *vcache, int kvOffset, int t0,
-                                            int t1, float *sScores, float *sAcc, float &m, float &l) {
+                                            int n, float *sScores, float *sAcc, float &m, float &l) {
   static_assert(HS <= Threads, "a thread per output element");
-  const int n = t1 - t0;
 
   // 1. Scores. A group of kLanes lanes (a power of two) computes one dot
   //    product, 16 bytes per lane per step when the rows allow it; the block
@@ -176,7 +206,7 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
     const int i = base + group;
     float partial = 0.0f;
     if (i < n) {
-      const KvT *krow = kcache + (size_t)(t0 + i) * KVDim + kvOffset;
+      const KvT *krow = kcache + (size_t)(t0 + i * Stride) * KVDim + kvOffset;
       if constexpr (kVector) {
         for (int u = sub; u < kUnits; u += kLanes) {
           const float4 k4 = load4(krow + 4 * u);
@@ -208,13 +238,13 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
   if (vgroup < kVGroups) {
     float acc = 0.0f;
     for (int i = vgroup; i < n; i += kVGroups)
-      acc = fmaf(sScores[i], toFloat(vcache[(size_t)(t0 + i) * KVDim + kvOffset + d]), acc);
+      acc = fmaf(sScores[i], toFloat(vcache[(size_t)(t0 + i * Stride) * KVDim + kvOffset + d]), acc);
     sPartial[vgroup * HS + d] = acc;
   }
   sumGroups<HS, kVGroups, Threads>(sPartial, sAcc);
 }
 
-/// Attention of one head over a chunk of at most Chunk positions [t0, t0 + n),
+/// Attention of one head over at most Chunk positions t0 + i * Stride,
 /// with the chunk's K and V rows held in registers, so that each is one round
 /// trip to memory however many positions there are, and the rows of earlier
 /// steps can be loaded before the dependency wait (the rows an earlier
@@ -225,7 +255,7 @@ __device__ __forceinline__ void attendRange(const float *sq, const KvT *kcache,
 /// K: a group of kLanes lanes holds a position's row, kUnitsPerLane units of
 /// 4 elements per lane; position i = r * kGroups + group. V: thread
 /// (vgroup, unit) holds unit `unit` of positions i = r * kVGroups + vgroup.
-template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct AttentionChunk {
+template <int KVDim, int HS, int Chunk, int Stride, int Threads, typename KvT> struct AttentionChunk {
   static_assert(HS % 4 == 0 && KVDim % 4 == 0, "rows of whole units of 4 elements");
   static constexpr int kUnits = HS / 4;
   static_assert(kUnits <= Threads, "a thread per unit of a V row");
@@ -245,7 +275,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
   Raw kCurrent[kUnitsPerLane];
   Raw vCurrent;
 
-  /// Loads the rows of positions t0 + i for i in [0, n), n <= Chunk: those
+  /// Loads the rows of positions t0 + i * Stride for i in [0, n), n <= Chunk: those
   /// of earlier steps (loadCurrent loads the one this step adds).
   __device__ __forceinline__ void loadEarlier(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int n) {
     const int group = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
@@ -257,7 +287,7 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
         for (int j = 0; j < kUnitsPerLane; ++j) {
           const int u = sub + j * kLanes;
           if (u < kUnits)
-            k[r][j] = loadRaw4(kcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * u);
+            k[r][j] = loadRaw4(kcache + (size_t)(t0 + i * Stride) * KVDim + kvOffset + 4 * u);
         }
       }
     }
@@ -267,12 +297,12 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
       for (int r = 0; r < kVRounds; ++r) {
         const int i = r * kVGroups + vgroup;
         if (i < n)
-          v[r] = loadRaw4(vcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * unit);
+          v[r] = loadRaw4(vcache + (size_t)(t0 + i * Stride) * KVDim + kvOffset + 4 * unit);
       }
     }
   }
 
-  /// Loads the row of position t0 + i, the position this step adds (attend's
+  /// Loads the row of position t0 + i * Stride, the position this step adds (attend's
   /// `current`), into kCurrent and vCurrent of the threads that hold that
   /// position.
   __device__ __forceinline__ void loadCurrent(const KvT *kcache, const KvT *vcache, int kvOffset, int t0, int i) {
@@ -282,12 +312,12 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
       for (int j = 0; j < kUnitsPerLane; ++j) {
         const int u = sub + j * kLanes;
         if (u < kUnits)
-          kCurrent[j] = loadRaw4(kcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * u);
+          kCurrent[j] = loadRaw4(kcache + (size_t)(t0 + i * Stride) * KVDim + kvOffset + 4 * u);
       }
     }
     const int vgroup = threadIdx.x / kUnits, unit = threadIdx.x % kUnits;
     if (vgroup < kVGroups && i % kVGroups == vgroup)
-      vCurrent = loadRaw4(vcache + (size_t)(t0 + i) * KVDim + kvOffset + 4 * unit);
+      vCurrent = loadRaw4(vcache + (size_t)(t0 + i * Stride) * KVDim + kvOffset + 4 * unit);
   }
 
   /// The loaded positions [0, n) against the query q (the head's HS floats,
@@ -375,43 +405,46 @@ template <int KVDim, int HS, int Chunk, int Threads, typename KvT> struct Attent
 /// path (AttentionChunk); other shapes read rows one by one (attendRange).
 template <int KVDim, int HS> constexpr bool kAttentionInRegisters = HS % 4 == 0 && KVDim % 4 == 0;
 
-/// Attention of head h over positions [t0, min(t1, pos + 1)), pos read from
-/// memory: the rows of earlier steps are loaded before the dependency wait,
-/// the row this step wrote (at pos) and the query after it. Writes m, l and
-/// sAcc as AttentionChunk::attend.
+/// Attention of head h over the n positions t0 + i * Stride, i in [0, n),
+/// none past pos (read from memory): the rows of earlier steps are loaded
+/// before the dependency wait, the row this step wrote (at pos, if among
+/// them) and the query after it. Writes m, l and sAcc as
+/// AttentionChunk::attend.
 ///
 /// Reading before the wait: pos and the cache rows before pos were written by
 /// earlier steps, and every kernel of the step before has finished before a
 /// step's first kernel lets the next launch (the embedding waits first,
 /// KernelWrappers.cpp), so the kernels here can only start after them.
-template <int KVH, int HS, int Chunk, int Threads, typename KvT>
+template <int KVH, int HS, int Chunk, int Stride, int Threads, typename KvT>
 __device__ __forceinline__ void attendChunkAfterWait(const float *q, int pos, const KvT *kcache,
-                                                     const KvT *vcache, int kvOffset, int t0, int t1,
+                                                     const KvT *vcache, int kvOffset, int t0, int n,
                                                      bool normalize, float *sScores, float *sAcc, float &m,
                                                      float &l) {
-  AttentionChunk<KVH * HS, HS, Chunk, Threads, KvT> chunk;
-  const int earlier = (pos < t1 ? pos : t1) - t0; // positions [t0, pos) of this chunk
+  AttentionChunk<KVH * HS, HS, Chunk, Stride, Threads, KvT> chunk;
+  // The position this step adds, if it is among them (then the last).
+  const int fromStart = pos - t0;
+  const int current = fromStart % Stride == 0 && fromStart / Stride < n ? fromStart / Stride : -1;
+  const int earlier = current >= 0 ? current : n;
   chunk.loadEarlier(kcache, vcache, kvOffset, t0, earlier);
   waitForPreviousKernel();
-  const int current = pos < t1 ? earlier : -1; // the position this step adds, if in this chunk
   if (current >= 0)
     chunk.loadCurrent(kcache, vcache, kvOffset, t0, current);
-  chunk.attend(q, earlier + (current >= 0 ? 1 : 0), current, normalize, sScores, sAcc, m, l);
+  chunk.attend(q, n, current, normalize, sScores, sAcc, m, l);
 }
 
-/// Head h's attention over positions [t0, t1), t1 <= pos + 1, waiting for the
-/// kernel that wrote q_h (the head's query) in its time: with registers
-/// (attendChunkAfterWait) for up to kAttentionChunk positions of a shape that
-/// allows it, else row by row after the wait (attendRange). Writes m, l and
-/// sAcc; returns whether sAcc is normalized (only with `normalize`, and not
-/// row by row).
-template <int KVH, int HS, int Chunk, int Threads, typename KvT>
+/// Head h's attention over the n positions t0 + i * Stride (i in [0, n),
+/// none past pos), waiting for the kernel that wrote q_h (the head's query)
+/// in its time: with registers (attendChunkAfterWait) for up to
+/// kAttentionChunk positions of a shape that allows it, else row by row
+/// after the wait (attendRange). Writes m, l and sAcc; returns whether sAcc
+/// is normalized (only with `normalize`, and not row by row).
+template <int KVH, int HS, int Chunk, int Stride, int Threads, typename KvT>
 __device__ __forceinline__ bool attendHead(const float *qh, int pos, const KvT *kcache, const KvT *vcache,
-                                           int kvOffset, int t0, int t1, bool normalize, float *sScores,
+                                           int kvOffset, int t0, int n, bool normalize, float *sScores,
                                            float *sAcc, float &m, float &l) {
   if constexpr (Chunk <= launch::kAttentionChunk && kAttentionInRegisters<KVH * HS, HS>) {
-    attendChunkAfterWait<KVH, HS, Chunk, Threads>(qh, pos, kcache, vcache, kvOffset, t0, t1, normalize, sScores,
-                                                  sAcc, m, l);
+    attendChunkAfterWait<KVH, HS, Chunk, Stride, Threads>(qh, pos, kcache, vcache, kvOffset, t0, n, normalize,
+                                                          sScores, sAcc, m, l);
     return normalize;
   } else {
     __shared__ __align__(16) float sq[HS];
@@ -419,7 +452,7 @@ __device__ __forceinline__ bool attendHead(const float *qh, int pos, const KvT *
     for (int d = threadIdx.x; d < HS; d += Threads)
       sq[d] = qh[d];
     __syncthreads();
-    attendRange<KVH * HS, HS, Threads>(sq, kcache, vcache, kvOffset, t0, t1, sScores, sAcc, m, l);
+    attendRange<KVH * HS, HS, Stride, Threads>(sq, kcache, vcache, kvOffset, t0, n, sScores, sAcc, m, l);
     return false;
   }
 }
@@ -438,56 +471,131 @@ __device__ __forceinline__ void attention(const float *q, const int *pos,
   const int h = detail::blockX(), kvh = h / (H / KVH);
   const int p = *pos; // before the wait: attendChunkAfterWait says why
   float m, l;
-  const bool normalized = detail::attendHead<KVH, HS, S, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS, 0,
-                                                                   p + 1, true, sScores, sAcc, m, l);
+  const bool normalized = detail::attendHead<KVH, HS, S, 1, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS, 0,
+                                                                      p + 1, true, sScores, sAcc, m, l);
   for (int d = threadIdx.x; d < HS; d += kThreads)
     out[h * HS + d] = normalized ? sAcc[d] : sAcc[d] / l;
 }
 
-template <int H, int KVH, int HS, int S, typename KvT = float>
+template <int H, int KVH, int HS, int S, typename KvT = float, int Parts = 1>
 __device__ __forceinline__ void attention_split(const float *q, const int *pos,
                                                 const KvT *kcache,
                                                 const KvT *vcache, float *partials,
                                                 unsigned *__restrict__ counters, float *__restrict__ out) {
   static_assert(H % KVH == 0, "each KV head serves H / KVH query heads");
   constexpr int kThreads = launch::kAttentionThreads, kChunk = launch::kAttentionChunk;
-  constexpr int kChunks = launch::attentionChunks(S);
-  const int h = detail::blockX(), kvh = h / (H / KVH), chunk = detail::blockY();
+  static_assert(Parts >= 1 && Parts <= launch::kAttentionMaxParts, "1 to 8 blocks per span");
+  // Block r of span c takes every Parts-th position of the span from its
+  // r-th on: positions c * kSpan + r + i * Parts, at most kChunk of them.
+  // The last spans come first in the grid (y = (kSpans - 1 - c) * Parts +
+  // r): the blocks of spans past pos, which return at once, are then
+  // scheduled first, while the kernel before still runs, and not after the
+  // others, which delayed the kernel's end by 0.8 us with clusters
+  // (bench/NOTES.md, session 9). A unit leaves one partial for the merge
+  // over global memory: a span's cluster, whose blocks first merge in shared
+  // memory, or without clusters, each block.
+  constexpr int kSpan = kChunk * Parts, kSpans = launch::attentionSpans(S, Parts);
+  constexpr bool kCluster = Parts > 1 && LLAMAC_CLUSTERS;
+  constexpr int kMaxUnits = kSpans * Parts;
+  const int h = detail::blockX(), kvh = h / (H / KVH), y = detail::blockY();
   const int p = *pos; // before the wait: attendChunkAfterWait says why
-  const int t0 = chunk * kChunk, positions = p + 1;
-  if (t0 >= positions)
-    return; // the whole block: no barrier has been reached yet
-  const int t1 = t0 + kChunk < positions ? t0 + kChunk : positions;
-  const int chunks = (positions + kChunk - 1) / kChunk;
+  const int span = kSpans - 1 - y / Parts, r = y % Parts;
+  const int positions = p + 1, base = span * kSpan, t0 = base + r;
+  if (kCluster ? base >= positions : t0 >= positions)
+    return; // the whole block (and cluster): no barrier has been reached yet
+  const int n = t0 < positions ? min((positions - t0 + Parts - 1) / Parts, kChunk) : 0;
+  const int spans = (positions + kSpan - 1) / kSpan, lastSpanParts = min(positions - (spans - 1) * kSpan, Parts);
+  const int units = kCluster ? spans : (spans - 1) * Parts + lastSpanParts;
+  const int unit = kCluster ? span : span * Parts + r;
 
   __shared__ float sScores[kChunk];
-  __shared__ float sAcc[HS];
+  __shared__ __align__(16) float sAcc[HS];
   __shared__ bool sLast;
-  float m, l;
-  const bool normalized = detail::attendHead<KVH, HS, kChunk, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS,
-                                                                        t0, t1, chunks == 1, sScores, sAcc, m, l);
-  if (chunks == 1) {
+  float m = detail::negativeInfinity(), l = 0.0f;
+  bool normalized = false;
+#if LLAMAC_CLUSTERS
+  // The cluster's other blocks store their m, l and sums into the first's
+  // shared memory (st.async, counted in bytes on its barrier) and exit; the
+  // first merges them and goes on as the span's block. Setting up the
+  // barrier takes a cluster barrier, before the dependency wait.
+  constexpr int kSlot = HS + 2; // floats of a part's m, l and sums
+  __shared__ __align__(8) unsigned long long sArrived;
+  __shared__ float sParts[kCluster ? Parts : 1][kSlot];
+  const unsigned rank = kCluster ? detail::clusterRank() : 0;
+  const int filled = min(positions - base, Parts); // blocks of the cluster with positions
+  if constexpr (kCluster) {
+    if (rank == 0 && threadIdx.x == 0) {
+      detail::initArrivalBarrier(&sArrived);
+      if (filled > 1)
+        detail::arriveExpectingBytes(&sArrived, unsigned((filled - 1) * kSlot * 4));
+    }
+    detail::clusterArrive();
+  }
+#endif
+  if (n > 0) // a cluster's later blocks may have no positions yet
+    normalized = detail::attendHead<KVH, HS, kChunk, Parts, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS, t0,
+                                                                      n, units == 1 && !kCluster, sScores, sAcc, m,
+                                                                      l);
+#if LLAMAC_CLUSTERS
+  if constexpr (kCluster) {
+    detail::clusterWait(); // the first's barrier is initialized
+    if (rank != 0) {
+      if (n > 0) {
+        const unsigned slot = detail::clusterAddress(&sParts[rank][0], 0);
+        const unsigned arrived = detail::clusterAddress(&sArrived, 0);
+        for (int d = threadIdx.x; d < HS; d += kThreads)
+          detail::storeToCluster(slot + 4 * (2 + d), sAcc[d], arrived);
+        if (threadIdx.x == 0) {
+          detail::storeToCluster(slot, m, arrived);
+          detail::storeToCluster(slot + 4, l, arrived);
+        }
+      }
+      return;
+    }
+    detail::timelineMark(7); // the first block's own part done
+    if (filled > 1) {
+      detail::waitForBytes(&sArrived);
+      detail::timelineMark(8); // the others' parts arrived
+      float maxScore = m;
+      for (int r = 1; r < filled; ++r)
+        maxScore = fmaxf(maxScore, sParts[r][0]);
+      const float own = expf(m - maxScore);
+      float total = l * own;
+      for (int r = 1; r < filled; ++r)
+        total += sParts[r][1] * expf(sParts[r][0] - maxScore);
+      for (int d = threadIdx.x; d < HS; d += kThreads) {
+        float acc = sAcc[d] * own;
+        for (int r = 1; r < filled; ++r)
+          acc += sParts[r][2 + d] * expf(sParts[r][0] - maxScore);
+        sAcc[d] = acc; // thread d alone reads and writes element d
+      }
+      m = maxScore;
+      l = total;
+    }
+  }
+#endif
+  if (units == 1) {
     for (int d = threadIdx.x; d < HS; d += kThreads)
       out[h * HS + d] = normalized ? sAcc[d] : sAcc[d] / l;
     return;
   }
 
-  float *head = partials + (size_t)h * kChunks * (HS + 2);
-  float *partial = head + (size_t)chunk * (HS + 2);
+  // Publish the partial, then count it; the block that counts last merges.
+  // Without clusters, the slots of blocks without positions are left out.
+  float *head = partials + (size_t)h * kMaxUnits * (HS + 2);
+  float *partial = head + (size_t)unit * (HS + 2);
   if (threadIdx.x == 0) {
     partial[0] = m;
     partial[1] = l;
   }
   for (int d = threadIdx.x; d < HS; d += kThreads)
     partial[2 + d] = sAcc[d];
-
-  // Publish the partial, then count it; the block that counts last merges.
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    sLast = atomicAdd(&counters[h], 1u) == (unsigned)chunks - 1;
+    sLast = atomicAdd(&counters[h], 1u) == (unsigned)units - 1;
     if (sLast)
-      counters[h] = 0; // every chunk has counted: ready for the next step
+      counters[h] = 0; // every unit has counted: ready for the next step
   }
   __syncthreads();
   if (!sLast)
@@ -495,16 +603,21 @@ __device__ __forceinline__ void attention_split(const float *q, const int *pos,
   __threadfence();
 
   // Other blocks wrote these: read through L2 (__ldcg), never a stale L1 line.
+  const int slots = kCluster ? spans : spans * Parts;
+  auto used = [&](int slot) { return kCluster || (slot / Parts) * kSpan + slot % Parts < positions; };
   float maxScore = detail::negativeInfinity();
-  for (int c = 0; c < chunks; ++c)
-    maxScore = fmaxf(maxScore, __ldcg(head + c * (HS + 2)));
+  for (int c = 0; c < slots; ++c)
+    if (used(c))
+      maxScore = fmaxf(maxScore, __ldcg(head + c * (HS + 2)));
   float total = 0.0f;
-  for (int c = 0; c < chunks; ++c)
-    total += __ldcg(head + c * (HS + 2) + 1) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
+  for (int c = 0; c < slots; ++c)
+    if (used(c))
+      total += __ldcg(head + c * (HS + 2) + 1) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
   for (int d = threadIdx.x; d < HS; d += kThreads) {
     float acc = 0.0f;
-    for (int c = 0; c < chunks; ++c)
-      acc += __ldcg(head + c * (HS + 2) + 2 + d) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
+    for (int c = 0; c < slots; ++c)
+      if (used(c))
+        acc += __ldcg(head + c * (HS + 2) + 2 + d) * expf(__ldcg(head + c * (HS + 2)) - maxScore);
     out[h * HS + d] = acc / total;
   }
 }

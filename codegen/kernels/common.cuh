@@ -42,6 +42,20 @@
 #define LLAMAC_PERSISTENT 0
 #endif
 
+/// Thread block clusters (sm_90): blocks of one cluster run at once on the
+/// SMs of one GPC and read each other's shared memory. Not inside the
+/// persistent kernel, whose blocks take the launches' blocks in turn. A
+/// kernel whose template uses them declares its cluster shape with
+/// LLAMAC_CLUSTER_DIMS (nothing where there are none), and the template
+/// falls back to a form without them (attention.cuh).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !LLAMAC_PERSISTENT
+#define LLAMAC_CLUSTERS 1
+#define LLAMAC_CLUSTER_DIMS(x, y, z) __cluster_dims__(x, y, z)
+#else
+#define LLAMAC_CLUSTERS 0
+#define LLAMAC_CLUSTER_DIMS(x, y, z)
+#endif
+
 namespace llamac {
 
 /// 16-bit weight elements, as stored in the weights file. The kernels only
@@ -294,6 +308,75 @@ __device__ __forceinline__ void waitForPreviousKernel() {
     }
   }
 #endif
+}
+#endif
+
+#if LLAMAC_CLUSTERS
+/// The block's rank in its cluster.
+__device__ __forceinline__ unsigned clusterRank() {
+  unsigned rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+  return rank;
+}
+
+/// The two halves of a barrier over every thread of the cluster, with
+/// release and acquire semantics: what a thread wrote before its arrive is
+/// visible after anyone's wait. Every thread of every block of the cluster
+/// must arrive, and wait before it arrives again or exits; between the two
+/// it may work.
+__device__ __forceinline__ void clusterArrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+
+/// The shared-memory address of `p` (a variable in shared memory).
+__device__ __forceinline__ unsigned sharedAddress(const void *p) {
+  unsigned address;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"(p));
+  return address;
+}
+
+/// The address of this block's shared variable `p` in the cluster's block
+/// `rank`, for storeToCluster.
+__device__ __forceinline__ unsigned clusterAddress(const void *p, unsigned rank) {
+  unsigned remote;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(sharedAddress(p)), "r"(rank));
+  return remote;
+}
+
+/// A barrier object in shared memory (mbarrier) that one thread arrives on
+/// and that counts bytes stored into this block by other blocks of the
+/// cluster (storeToCluster): it is initialized for one arrival, and the
+/// cluster may use it after a cluster barrier.
+__device__ __forceinline__ void initArrivalBarrier(unsigned long long *barrier) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n\t"
+               "fence.mbarrier_init.release.cluster;" ::"r"(sharedAddress(barrier))
+               : "memory");
+}
+/// The one arrival, expecting `bytes` to be stored.
+__device__ __forceinline__ void arriveExpectingBytes(unsigned long long *barrier, unsigned bytes) {
+  asm volatile("{ .reg .b64 state; mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1; }" ::"r"(
+                   sharedAddress(barrier)),
+               "r"(bytes)
+               : "memory");
+}
+/// Waits until the arrival and all expected bytes are in (the barrier's
+/// first phase); the bytes are then visible to the thread.
+__device__ __forceinline__ void waitForBytes(unsigned long long *barrier) {
+  const unsigned address = sharedAddress(barrier);
+  unsigned done = 0;
+  while (!done)
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], 0; "
+                 "selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(address)
+                 : "memory");
+}
+/// Stores v at `remote` (clusterAddress) in another block of the cluster and
+/// counts its 4 bytes on that block's barrier `remoteBarrier` (also a
+/// clusterAddress): one way, nothing to wait for here.
+__device__ __forceinline__ void storeToCluster(unsigned remote, float v, unsigned remoteBarrier) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(remote),
+               "r"(__float_as_uint(v)), "r"(remoteBarrier)
+               : "memory");
 }
 #endif
 

@@ -340,6 +340,7 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         }
         if (firstTask) // warp-uniform
           xScale = rmsInverseOfSum<K>(warpSum(ss), eps);
+        timelineMark(11, xScale); // x read and its RMS scale known
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) {
           const int v = base + u * kStride + lane;
@@ -393,9 +394,11 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
     }
   }
 
+  timelineMark(12, acc[0]); // the lane's products summed: its weights have arrived
 #pragma unroll
   for (int r = 0; r < R; ++r)
     dots[r] = warpSum(acc[r]);
+  timelineMark(13, dots[0]); // the warp's sums
   if constexpr (Split > 1) {
     // The task's warps meet at a named barrier of their own (ids 1..8; 0 is
     // __syncthreads), so tasks past N, which return early, are not awaited.

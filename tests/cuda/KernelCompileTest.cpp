@@ -94,6 +94,9 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
   attention.push_back(attentionKernel(2, 2, 6, 7)); // a head size that is not a multiple of 4
   attention.push_back(attentionSplitKernel(4, 2, 8, 7));
   attention.push_back(attentionSplitKernel(32, 8, 128, 8192));
+  attention.push_back(attentionSplitKernel(12, 12, 64, 1024, DType::f16, 8));
+  attention.push_back(attentionSplitKernel(32, 8, 128, 2048, DType::bf16, 4));
+  attention.push_back(attentionSplitKernel(2, 2, 6, 7, DType::f32, 2)); // row by row, in parts
   result.push_back({"attention", attention});
   return result;
 }
@@ -165,6 +168,15 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::elementwise(257).gridX, 2u);
   EXPECT_EQ(launch::attentionSplit(32, 8192).gridY, 64u);
   EXPECT_EQ(launch::attentionPartialFloats(32, 128, 8192), 32u * 64u * 130u);
+  EXPECT_EQ(launch::attentionSplit(12, 1024, 8).gridY, 8u);    // one span of 1,024 positions over 8 blocks
+  EXPECT_EQ(launch::attentionSplit(32, 2048, 4).gridY, 16u);   // 4 spans of 512 over 4 blocks each
+  EXPECT_EQ(launch::attentionSplit(4, 300, 8).gridY, 8u);
+  EXPECT_EQ(launch::attentionPartialFloats(12, 64, 1024, 8), 12u * 8u * 66u);
+  EXPECT_EQ(launch::attentionParts(12), 2u); // stories110M: 24 blocks for the first span
+  EXPECT_EQ(launch::attentionParts(32), 1u); // Llama 3
+  EXPECT_EQ(launch::attentionParts(4), 8u);
+  EXPECT_EQ(launch::attentionParts(9), 2u);
+  EXPECT_EQ(launch::attentionParts(64), 1u);
 }
 
 TEST(KernelCompile, AllTemplatesAllArchsWithoutWarnings) {
@@ -294,6 +306,32 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
     (pinned == 0 ? sawNone : sawWholeBatch) = true;
   }
   EXPECT_TRUE(sawWholeBatch && sawNone) << "the cases no longer cover both counts of gemvPinnedLoads";
+}
+
+// Attention over a chunk in parts: on sm_90 the parts are a cluster (the
+// wrapper declares its shape) whose blocks store their sums into the first
+// one's shared memory; before it, the same source merges over global memory,
+// with no cluster instruction.
+TEST(KernelCompile, AttentionPartsAreAClusterOnlyFromSm90) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  for (int parts : {1, 4}) {
+    KernelWrapper kernel = attentionSplitKernel(12, 12, 64, 1024, DType::f32, parts);
+    for (const char *arch : {"compute_80", "compute_90"}) {
+      auto compiled = runtime::cuda::compileCuda(programSource({kernel}), kernel.name + ".cu", arch, {},
+                                                 kernelHeaders());
+      ASSERT_TRUE(bool(compiled)) << kernel.name << ": " << llvm::toString(compiled.takeError());
+      const std::string &ptx = compiled->image;
+      const bool cluster = parts > 1 && std::string(arch) == "compute_90";
+      EXPECT_EQ(ptx.find(".reqnctapercluster 1, 4, 1") != std::string::npos, cluster) << kernel.name << " " << arch;
+      EXPECT_EQ(ptx.find("barrier.cluster") != std::string::npos, cluster) << kernel.name << " " << arch;
+      EXPECT_EQ(ptx.find("st.async.shared::cluster") != std::string::npos, cluster) << kernel.name << " " << arch;
+      EXPECT_EQ(ptx.find("mbarrier.try_wait") != std::string::npos, cluster) << kernel.name << " " << arch;
+    }
+  }
 }
 
 // common.cuh's timeline (LLAMAC_TIMELINE, bench/timeline.py): the options

@@ -142,12 +142,15 @@ public:
   size_t bytes;
 };
 
-/// Compiled wrappers of one program, by kernel name.
+/// Compiled wrappers of one program, by kernel name: for the GPU's
+/// architecture, or as PTX for an older one (`arch` such as "compute_80"),
+/// which the driver compiles for the GPU with that architecture's code paths.
 class Kernels {
 public:
-  explicit Kernels(std::vector<KernelWrapper> list) : wrappers(std::move(list)) {
+  explicit Kernels(std::vector<KernelWrapper> list, std::string arch = "") : wrappers(std::move(list)) {
     const Gpu &g = gpu();
-    std::string arch = g.info.smArch();
+    if (arch.empty())
+      arch = g.info.smArch();
     auto compiled = runtime::cuda::compileCuda(programSource(wrappers), wrappers.front().name + ".cu", arch,
                                                {}, kernelHeaders());
     if (!compiled) {
@@ -745,11 +748,23 @@ TEST_F(KernelGpuTest, Attention) {
       {4, 2, 64, 512, 128}, // the first position of a second chunk
       {4, 2, 64, 512, 256}, // and of a third
       {8, 2, 64, 1024, 700, DType::f16}, {2, 2, 6, 7, 3, DType::f16}, {4, 1, 128, 2048, 1500, DType::bf16},
+      // Spans whose later blocks (of 2, 4 or 8) have no positions yet, or
+      // some: a cluster merges only the blocks that have.
+      {12, 12, 64, 1024, 0}, {4, 2, 64, 512, 20}, {4, 2, 64, 512, 47}, {12, 12, 64, 1024, 150, DType::f16},
+      {4, 2, 64, 512, 127}, {3, 1, 12, 300, 299}, {4, 2, 64, 1024, 1023}, {4, 2, 64, 1024, 513},
+      {4, 2, 64, 1024, 5, DType::bf16},
   };
   for (const Size &s : sizes) {
     KernelWrapper single = attentionKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
-    KernelWrapper split = attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
-    Kernels kernels({single, split});
+    // A chunk over 1, 2, 4 and 8 blocks: clusters that merge in shared
+    // memory on sm_90, blocks that merge over global memory before it.
+    std::vector<KernelWrapper> splits;
+    for (int parts : {1, 2, 4, 8})
+      splits.push_back(attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv, parts));
+    std::vector<KernelWrapper> all = splits;
+    all.push_back(single);
+    Kernels kernels(all);
+    Kernels before90(splits, "compute_80"); // the same blocks without clusters
 
     const int kvDim = s.kvHeads * s.headSize, qDim = s.heads * s.headSize;
     std::vector<float> q = randomVector(rng, qDim);
@@ -786,7 +801,7 @@ TEST_F(KernelGpuTest, Attention) {
 
     DeviceBuffer qBuffer(q), posBuffer(std::vector<int>{s.pos}), kBuffer(kStored.bytes), vBuffer(vStored.bytes),
         out(qDim * 4),
-        partials(launch::attentionPartialFloats(s.heads, s.headSize, s.seqLen) * 4);
+        partials(launch::attentionPartialFloats(s.heads, s.headSize, s.seqLen, launch::kAttentionMaxParts) * 4);
     std::string what = single.name + " at pos " + std::to_string(s.pos);
     out.fill(kNaNBits);
     kernels.run(single, launch::attention(s.heads), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr, vBuffer.ptr, out.ptr);
@@ -795,13 +810,20 @@ TEST_F(KernelGpuTest, Attention) {
     // Twice: the last block of each head merges the chunks and must leave its
     // counter at zero for the next launch.
     DeviceBuffer counters(std::vector<unsigned>(launch::attentionCounters(s.heads), 0u));
-    for (int launchIndex = 0; launchIndex < 2; ++launchIndex) {
-      out.fill(kNaNBits);
-      partials.fill(kNaNBits); // chunks past pos stay NaN and must not be read
-      kernels.run(split, launch::attentionSplit(s.heads, s.seqLen), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr,
-                  vBuffer.ptr, partials.ptr, counters.ptr, out.ptr);
-      expectClose(out.read<float>(), expected, what + " (split, launch " + std::to_string(launchIndex + 1) + ")");
-      EXPECT_EQ(counters.read<unsigned>(), std::vector<unsigned>(launch::attentionCounters(s.heads), 0u)) << what;
+    for (Kernels *compiled : {&kernels, &before90}) {
+      for (size_t i = 0; i < splits.size(); ++i) {
+        const unsigned parts = 1u << i;
+        std::string name = splits[i].name + (compiled == &before90 ? " (compute_80)" : "");
+        for (int launchIndex = 0; launchIndex < 2; ++launchIndex) {
+          out.fill(kNaNBits);
+          partials.fill(kNaNBits); // slots past pos stay NaN and must not be read
+          compiled->run(splits[i], launch::attentionSplit(s.heads, s.seqLen, parts), qBuffer.ptr, posBuffer.ptr,
+                        kBuffer.ptr, vBuffer.ptr, partials.ptr, counters.ptr, out.ptr);
+          expectClose(out.read<float>(), expected,
+                      name + " at pos " + std::to_string(s.pos) + ", launch " + std::to_string(launchIndex + 1));
+          EXPECT_EQ(counters.read<unsigned>(), std::vector<unsigned>(launch::attentionCounters(s.heads), 0u)) << name;
+        }
+      }
     }
   }
 }
