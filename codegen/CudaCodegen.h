@@ -43,8 +43,8 @@ struct CudaOptions {
   /// Warps per matmul row (1, 2, 4 or 8) for every matmul; 0 picks it per
   /// shape (launch::gemvSplit). For tuning experiments.
   unsigned gemvSplit = 0;
-  /// Blocks per chunk of a long context's attention (1, 2, 4 or 8; a thread
-  /// block cluster on sm_90); 0 picks it from the heads
+  /// Blocks per span of 128 x N positions of a long context's attention
+  /// (N = 1, 2, 4 or 8; a thread block cluster on sm_90); 0 picks it from the heads
   /// (launch::attentionParts). For tuning experiments.
   unsigned attentionParts = 0;
   /// Each function's launches become phases of one persistent kernel

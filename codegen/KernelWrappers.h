@@ -73,8 +73,8 @@ KernelWrapper ropeKernel(int n, int headSize, float theta);
 // `kv`: the KV cache dtype (f32, f16 or bf16).
 KernelWrapper kvWriteKernel(int nk, ir::DType kv = ir::DType::f32);
 KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv = ir::DType::f32);
-// `parts`: blocks per chunk of the sequence, a cluster of them where there
-// are clusters (attention.cuh); the launch is launch::attentionSplit(h,
+// `parts`: blocks per span of 128 x parts positions, a cluster of them where
+// there are clusters (attention.cuh); the launch is launch::attentionSplit(h,
 // seqLen, parts).
 KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv = ir::DType::f32,
                                    int parts = 1);

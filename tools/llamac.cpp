@@ -71,8 +71,8 @@ enum class Emit { Ir, OptIr, Cuda, Plan };
 cl::opt<unsigned> gemvSplit("gemv-split", cl::desc("Warps per matmul row, 1/2/4/8 (default: from each shape)"),
                             cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
 cl::opt<unsigned> attentionParts("attention-parts",
-                                 cl::desc("Blocks per 128-position chunk of attention, 1/2/4/8 (default: from "
-                                          "the heads)"),
+                                 cl::desc("Blocks per span of 128 x N positions of attention, 1/2/4/8 "
+                                          "(default: from the heads)"),
                                  cl::init(0), cl::Hidden, cl::sub(compileCmd), cl::cat(category));
 cl::opt<bool> persistent("persistent",
                          cl::desc("Run each decode step as one persistent kernel instead of a kernel per op "

@@ -10,7 +10,7 @@
 //           o_h = sum_t p[t] * vcache[t][kvh*HS ...]
 //         output [H*HS].
 //
-// Reading the cache: a block holds its chunk's K and V rows in registers
+// Reading the cache: a block holds its positions' K and V rows in registers
 // (AttentionChunk, for HS and KVH*HS multiples of 4; other shapes read row
 // by row), each loaded in one round trip, and loads the rows of earlier steps
 // before it waits for the kernel that wrote q (only the row at pos is this
@@ -33,7 +33,7 @@
 //    context loads on Parts SMs at once. A block's result is its max m, sum
 //    l = sum exp(s - m) and unnormalized sum exp(s - m) v.
 //    - On sm_90 a span's blocks are a thread block cluster (the wrapper's
-//      LLAMAC_CLUSTER_DIMS): the others store their m, l and sums straight
+//      LLAMAC_CLUSTER_DIMS; not inside the persistent kernel): the others store their m, l and sums straight
 //      into the first block's shared memory (st.async, counted on an
 //      mbarrier there) and exit; the first merges them. A pull through
 //      distributed shared memory between two cluster barriers cost 2.4 us;
@@ -43,8 +43,8 @@
 //      to finish (a counter per head, in memory no other kernel uses)
 //      merges them: M = max m_i, o = sum_i acc_i e^(m_i-M) / sum_i l_i
 //      e^(m_i-M), and resets the counter for the next step. With one unit
-//      (one span, pos < 128 * Parts) it writes o directly. One kernel, so no
-//      second launch.
+//      (with clusters one span, pos < 128 * Parts; without, one block, pos
+//      0) it writes o directly. One kernel, so no second launch.
 //    launch::attentionParts(H) picks Parts. Launch:
 //    launch::attentionSplit(H, S, Parts): H x ceil(S / (128 * Parts)) * Parts
 //    blocks of 256 (spans past pos return at once).
@@ -77,16 +77,13 @@ namespace llamac {
 namespace launch {
 
 [[maybe_unused]] constexpr int kAttentionThreads = 256;
-/// Positions one attention_split block covers.
+/// The most positions one attention_split block holds (in registers).
 [[maybe_unused]] constexpr int kAttentionChunk = 128;
 /// The longest context the one-kernel form holds in shared memory (32 KB of scores).
 [[maybe_unused]] constexpr int kAttentionMaxSeqLen = 8192;
 
 LLAMAC_HOST_DEVICE constexpr Shape attention(unsigned nHeads) {
   return {nHeads, 1, kAttentionThreads, 0};
-}
-LLAMAC_HOST_DEVICE constexpr unsigned attentionChunks(unsigned seqLen) {
-  return ceilDiv(seqLen, kAttentionChunk);
 }
 /// The most blocks attention_split spreads a span of positions over.
 [[maybe_unused]] constexpr int kAttentionMaxParts = 8;
@@ -324,7 +321,7 @@ template <int KVDim, int HS, int Chunk, int Stride, int Threads, typename KvT> s
   /// 16-byte aligned, in global memory): m = max score, l = sum exp(s - m),
   /// sAcc[d] = sum exp(s - m) v[d], as attendRange; with `normalize`,
   /// sAcc[d] = sum (exp(s - m) / l) v[d] instead, the CPU executor's order of
-  /// operations (the only chunk of a head). Position `current` (or none,
+  /// operations (one block holds all of the head's positions). Position `current` (or none,
   /// -1) is in loadCurrent's registers. The whole block calls it; sScores
   /// has room for Chunk floats.
   __device__ __forceinline__ void attend(const float *q, int n, int current, bool normalize, float *sScores,
@@ -529,6 +526,7 @@ __device__ __forceinline__ void attention_split(const float *q, const int *pos,
       if (filled > 1)
         detail::arriveExpectingBytes(&sArrived, unsigned((filled - 1) * kSlot * 4));
     }
+    __syncwarp(); // barrier.cluster's .aligned: the whole warp together
     detail::clusterArrive();
   }
 #endif

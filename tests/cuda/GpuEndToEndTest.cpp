@@ -122,7 +122,7 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
 TEST_F(GpuEndToEnd, LogitsMatchTheCpuExecutor) { compareWithCpu("", 1e-5, /*randomShapes=*/true); }
 
 // The same templates as phases of one persistent kernel: the same numbers,
-// at every position (past 128, a head's attention chunks meet in the merge).
+// at every position it runs.
 TEST_F(GpuEndToEnd, PersistentKernelMatchesTheCpuExecutor) {
   compareWithCpu("--persistent", 1e-5, /*randomShapes=*/true);
 }

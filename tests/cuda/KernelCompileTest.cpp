@@ -308,7 +308,7 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
   EXPECT_TRUE(sawWholeBatch && sawNone) << "the cases no longer cover both counts of gemvPinnedLoads";
 }
 
-// Attention over a chunk in parts: on sm_90 the parts are a cluster (the
+// Attention over a span in parts: on sm_90 the parts are a cluster (the
 // wrapper declares its shape) whose blocks store their sums into the first
 // one's shared memory; before it, the same source merges over global memory,
 // with no cluster instruction.

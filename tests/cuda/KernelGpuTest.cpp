@@ -753,10 +753,13 @@ TEST_F(KernelGpuTest, Attention) {
       {12, 12, 64, 1024, 0}, {4, 2, 64, 512, 20}, {4, 2, 64, 512, 47}, {12, 12, 64, 1024, 150, DType::f16},
       {4, 2, 64, 512, 127}, {3, 1, 12, 300, 299}, {4, 2, 64, 1024, 1023}, {4, 2, 64, 1024, 513},
       {4, 2, 64, 1024, 5, DType::bf16},
+      // The first position of a later span (one block of its cluster filled)
+      // for 4 and 8 parts; a partial second span; row by row over spans.
+      {4, 2, 64, 1024, 512}, {2, 1, 64, 2048, 1024}, {4, 2, 64, 1100, 1099}, {2, 2, 6, 600, 300},
   };
   for (const Size &s : sizes) {
     KernelWrapper single = attentionKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
-    // A chunk over 1, 2, 4 and 8 blocks: clusters that merge in shared
+    // A span over 1, 2, 4 and 8 blocks: clusters that merge in shared
     // memory on sm_90, blocks that merge over global memory before it.
     std::vector<KernelWrapper> splits;
     for (int parts : {1, 2, 4, 8})
@@ -807,13 +810,13 @@ TEST_F(KernelGpuTest, Attention) {
     kernels.run(single, launch::attention(s.heads), qBuffer.ptr, posBuffer.ptr, kBuffer.ptr, vBuffer.ptr, out.ptr);
     expectClose(out.read<float>(), expected, what);
 
-    // Twice: the last block of each head merges the chunks and must leave its
-    // counter at zero for the next launch.
-    DeviceBuffer counters(std::vector<unsigned>(launch::attentionCounters(s.heads), 0u));
+    // Twice: the last block of each head merges the units (spans, or
+    // blocks) and must leave its counter at zero for the next launch.
     for (Kernels *compiled : {&kernels, &before90}) {
       for (size_t i = 0; i < splits.size(); ++i) {
         const unsigned parts = 1u << i;
         std::string name = splits[i].name + (compiled == &before90 ? " (compute_80)" : "");
+        DeviceBuffer counters(std::vector<unsigned>(launch::attentionCounters(s.heads), 0u));
         for (int launchIndex = 0; launchIndex < 2; ++launchIndex) {
           out.fill(kNaNBits);
           partials.fill(kNaNBits); // slots past pos stay NaN and must not be read
