@@ -481,7 +481,8 @@ llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &pl
     return error(llvm::formatv("the warps per matmul row must be 1, 2, 4 or 8, got {0}", options.gemvSplit));
   if (options.attentionParts != 0 && options.attentionParts != 1 && options.attentionParts != 2 &&
       options.attentionParts != 4 && options.attentionParts != 8)
-    return error(llvm::formatv("the attention parts (blocks per span) must be 1, 2, 4 or 8, got {0}", options.attentionParts));
+    return error(
+        llvm::formatv("the attention parts (blocks per span) must be 1, 2, 4 or 8, got {0}", options.attentionParts));
   Emitter emitter(m, plan, options);
   for (const auto &f : m.functions())
     if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;

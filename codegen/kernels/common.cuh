@@ -324,8 +324,12 @@ __device__ __forceinline__ unsigned clusterRank() {
 /// visible after anyone's wait. Every thread of every block of the cluster
 /// must arrive, and wait before it arrives again or exits; between the two
 /// it may work.
-__device__ __forceinline__ void clusterArrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
-__device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+__device__ __forceinline__ void clusterArrive() {
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void clusterWait() {
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
 
 /// The shared-memory address of `p` (a variable in shared memory).
 __device__ __forceinline__ unsigned sharedAddress(const void *p) {
