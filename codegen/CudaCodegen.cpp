@@ -476,11 +476,11 @@ llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &pl
   for (const std::string &arch : options.archs)
     if (!llvm::StringRef(arch).startswith("sm_") || arch.size() < 5)
       return error("--arch takes names like sm_80 or sm_90, got '" + arch + "'");
-  if (options.gemvSplit != 0 && options.gemvSplit != 1 && options.gemvSplit != 2 && options.gemvSplit != 4 &&
-      options.gemvSplit != 8)
+  // The tuning overrides: 0 (the default, from the shapes) or 1, 2, 4, 8.
+  auto isOverride = [](unsigned v) { return v == 0 || v == 1 || v == 2 || v == 4 || v == 8; };
+  if (!isOverride(options.gemvSplit))
     return error(llvm::formatv("the warps per matmul row must be 1, 2, 4 or 8, got {0}", options.gemvSplit));
-  if (options.attentionParts != 0 && options.attentionParts != 1 && options.attentionParts != 2 &&
-      options.attentionParts != 4 && options.attentionParts != 8)
+  if (!isOverride(options.attentionParts))
     return error(
         llvm::formatv("the attention parts (blocks per span) must be 1, 2, 4 or 8, got {0}", options.attentionParts));
   Emitter emitter(m, plan, options);

@@ -33,9 +33,10 @@
 //    context loads on Parts SMs at once. A block's result is its max m, sum
 //    l = sum exp(s - m) and unnormalized sum exp(s - m) v.
 //    - On sm_90 a span's blocks are a thread block cluster (the wrapper's
-//      LLAMAC_CLUSTER_DIMS; not inside the persistent kernel): the others store their m, l and sums straight
-//      into the first block's shared memory (st.async, counted on an
-//      mbarrier there) and exit; the first merges them. A pull through
+//      LLAMAC_CLUSTER_DIMS; not inside the persistent kernel): the others
+//      store their m, l and sums straight into the first block's shared
+//      memory (st.async, counted on an mbarrier there) and exit; the first
+//      merges them. A pull through
 //      distributed shared memory between two cluster barriers cost 2.4 us;
 //      this one-way hand-over about 0.3 (bench/NOTES.md, session 9).
 //    - Spans (or, without clusters, blocks) then meet in global memory: each

@@ -761,9 +761,10 @@ TEST_F(KernelGpuTest, Attention) {
     KernelWrapper single = attentionKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv);
     // A span over 1, 2, 4 and 8 blocks: clusters that merge in shared
     // memory on sm_90, blocks that merge over global memory before it.
+    const unsigned partsOf[] = {1, 2, 4, 8};
     std::vector<KernelWrapper> splits;
-    for (int parts : {1, 2, 4, 8})
-      splits.push_back(attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv, parts));
+    for (unsigned parts : partsOf)
+      splits.push_back(attentionSplitKernel(s.heads, s.kvHeads, s.headSize, s.seqLen, s.kv, int(parts)));
     std::vector<KernelWrapper> all = splits;
     all.push_back(single);
     Kernels kernels(all);
@@ -814,7 +815,7 @@ TEST_F(KernelGpuTest, Attention) {
     // blocks) and must leave its counter at zero for the next launch.
     for (Kernels *compiled : {&kernels, &before90}) {
       for (size_t i = 0; i < splits.size(); ++i) {
-        const unsigned parts = 1u << i;
+        const unsigned parts = partsOf[i];
         std::string name = splits[i].name + (compiled == &before90 ? " (compute_80)" : "");
         DeviceBuffer counters(std::vector<unsigned>(launch::attentionCounters(s.heads), 0u));
         for (int launchIndex = 0; launchIndex < 2; ++launchIndex) {
