@@ -85,8 +85,14 @@ def main():
     if len(records) == 0:
         sys.exit(f"{args.file}: no records")
     runs = launches(records, int(args.replay_gap_us * 1000))
-    first_kernel = min(l["kernel"] for l in runs if names[l["kernel"]].startswith("embedding"))
-    starts = [i for i, l in enumerate(runs) if l["kernel"] == first_kernel]
+    # A step ends with the classifier's argmax_keys (a chained step's, or
+    # @decode_greedy's and then advance_greedy); the next launch starts one.
+    starts = []
+    for i, l in enumerate(runs[:-1]):
+        if names[l["kernel"]].startswith("argmax_keys"):
+            follows = i + 2 if names[runs[i + 1]["kernel"]] == "advance_greedy" else i + 1
+            if follows < len(runs):
+                starts.append(follows)
     if len(starts) < args.skip_steps + 2:
         sys.exit(f"{args.file}: {len(starts)} steps recorded, too few")
     begin = starts[args.skip_steps]

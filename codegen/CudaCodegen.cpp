@@ -74,6 +74,11 @@ public:
   llvm::Error emitFunction(const Function &f, bool planned);
   /// The plan function "advance_greedy", for a module with @decode_greedy.
   void emitAdvanceGreedy(const Function &greedy);
+  /// The plan functions "greedy_chain_start" and "greedy_chain_step"
+  /// (advance.cuh's form 2) where @decode_greedy, as emitted, allows them:
+  /// a launch per op, the embedding first and the classifier last. Returns
+  /// whether it emitted them.
+  bool emitGreedyChain(const Function &greedy);
   uint64_t arenaBytesWithScratch() const { return scratchOffset_ + scratchBytes_; }
   /// Drops the kernels no launch uses any more (those a persistent kernel absorbed).
   void pruneKernels();
@@ -143,6 +148,18 @@ private:
   std::vector<KernelWrapper> kernels_;
   std::vector<std::vector<std::string>> kernelOps_; // the IR ops each kernel implements, for --emit=cuda
   llvm::StringMap<unsigned> kernelIndex_;
+  /// What emitGreedyChain needs of a function's embedding and classifier,
+  /// recorded as emitOp meets them.
+  struct ChainParts {
+    int embeddingDim = 0; // 0: the function does not start with an embedding
+    DType tableType = DType::f32;
+    bool classifier = false; // the function ends with matmul_argmax
+    KernelWrapper classifierKernel, keysKernel; // the chained forms
+    launch::Shape classifierShape;
+    std::vector<Arg> classifierArgs, keysArgs;
+    std::string classifierText, keysText, embeddingText;
+  };
+  llvm::StringMap<ChainParts> chainParts_;
 };
 
 void Emitter::launch(KernelWrapper kernel, launch::Shape shape, std::vector<Arg> args, const std::string &opText) {
@@ -250,12 +267,17 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
   // The classifier's first stage (matmul_argmax, matmul_argmax_shard): each
   // block's best row as a packed key in scratch; returns how many keys.
+  ChainParts &chain = chainParts_[op.parent()->name()];
   auto matmulArgmaxKeys = [&] {
     int n = dim(1, 0), s = split(n, 1);
     unsigned partials = launch::matmulArgmaxPartials(n, s);
     needScratch(uint64_t(partials) * 8);
     launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
            {arena(x(0)), weight(x(1)), scratch()}, text);
+    chain.classifierKernel = matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s, /*advancesPosition=*/true);
+    chain.classifierShape = launch::matmulArgmax(n, s);
+    chain.classifierArgs = {arena(x(0)), weight(x(1)), scratch(), step(Arg::POS)};
+    chain.classifierText = text + " (advancing pos: greedy_chain_step)";
     return partials;
   };
   const Value *y = op.result();
@@ -264,6 +286,13 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   case OpKind::Embedding:
     launch(embeddingKernel(dim(0, 1), wtype(0)), launch::embedding(dim(0, 1)),
            {weight(x(0)), step(Arg::TOKEN), arena(y)}, text);
+    // The chained step's last kernel writes this row for the next step.
+    if (function_->launches_size() == 1) {
+      chain.embeddingDim = dim(0, 1);
+      chain.tableType = wtype(0);
+      chain.keysArgs = {scratch(), step(Arg::POS), step(Arg::HISTORY), step(Arg::TOKEN), weight(x(0)), arena(y)};
+      chain.embeddingText = toString(op, names);
+    }
     break;
   case OpKind::RmsNorm:
     launch(rmsnormKernel(dim(0), wtype(1), float(op.floatAttr(AttrKey::eps))), launch::rmsnorm(),
@@ -311,6 +340,11 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     unsigned partials = matmulArgmaxKeys();
     int threads = persistent_ ? launch::kPersistentThreads : launch::kArgmaxThreads;
     launch(argmaxKeysKernel(int(partials), threads), launch::argmaxKeys(threads), {scratch(), arena(y)}, text);
+    if (chain.embeddingDim > 0) {
+      chain.keysKernel = argmaxKeysChainedKernel(int(partials), chain.embeddingDim, chain.tableType);
+      chain.keysText = text + " (its second stage), then the next step's " + chain.embeddingText;
+    }
+    chain.classifier = op.parent()->ops().back().get() == &op;
     break;
   }
   case OpKind::Rope:
@@ -383,16 +417,55 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   return llvm::Error::success();
 }
 
+/// A plan function with no output of its own (advance.cuh's).
+static void setNoOutput(plan::Function &f) {
+  auto *output = f.mutable_output();
+  output->set_offset(0);
+  output->set_bytes(0);
+  output->set_dtype("none");
+}
+
 void Emitter::emitAdvanceGreedy(const Function &greedy) {
   function_ = plan_.add_functions();
   function_->set_name("advance_greedy");
   launch(advanceGreedyKernel(), launch::advance(),
          {arena(greedy.results()[0]), step(Arg::TOKEN), step(Arg::POS), step(Arg::HISTORY)},
          "(chains @" + greedy.name() + " steps on the device)");
-  auto *output = function_->mutable_output();
-  output->set_offset(0);
-  output->set_bytes(0);
-  output->set_dtype("none");
+  setNoOutput(*function_);
+}
+
+bool Emitter::emitGreedyChain(const Function &greedy) {
+  auto parts = chainParts_.find(greedy.name());
+  if (parts == chainParts_.end() || parts->second.embeddingDim == 0 || !parts->second.classifier) return false;
+  const ChainParts &chain = parts->second;
+  auto emitted = llvm::find_if(plan_.functions(), [&](const plan::Function &f) { return f.name() == greedy.name(); });
+  if (emitted == plan_.functions().end()) return false;
+  const plan::Function step = *emitted; // a copy: adding functions below
+  const int n = step.launches_size();
+  // One launch per op, the embedding first (it waits before it lets the
+  // next kernel launch) and the classifier's two last; no persistent kernel,
+  // no collective.
+  if (n < 3 || llvm::any_of(step.launches(), [](const plan::Function::Launch &l) {
+        return l.persistent() || (l.has_collective() && l.collective().kind() != Collective::NONE);
+      }))
+    return false;
+  if (kernels_[step.launches(0).kernel()].waits != Wait::FirstOfStep ||
+      !llvm::StringRef(kernels_[step.launches(n - 2).kernel()].name).startswith("matmul_argmax_") ||
+      !llvm::StringRef(kernels_[step.launches(n - 1).kernel()].name).startswith("argmax_keys_"))
+    return false;
+  phasesOk_ = false;
+  function_ = plan_.add_functions();
+  function_->set_name("greedy_chain_start");
+  *function_->add_launches() = step.launches(0);
+  setNoOutput(*function_);
+
+  function_ = plan_.add_functions();
+  function_->set_name("greedy_chain_step");
+  for (int i = 1; i < n - 2; ++i) *function_->add_launches() = step.launches(i);
+  launch(chain.classifierKernel, chain.classifierShape, chain.classifierArgs, chain.classifierText);
+  launch(chain.keysKernel, launch::argmaxKeys(launch::kArgmaxThreads), chain.keysArgs, chain.keysText);
+  setNoOutput(*function_);
+  return true;
 }
 
 llvm::Error Emitter::emitFunction(const Function &f, bool planned) {
@@ -488,7 +561,7 @@ llvm::Error emitCuda(const Module &m, const CudaOptions &options, plan::Plan &pl
     if (auto e = emitter.emitFunction(*f, options.requireWeightsFile)) return e;
   if (const Function *greedy = m.function("decode_greedy"))
     if (greedy->results().size() == 1 && greedy->results()[0]->type().dtype == DType::i32)
-      emitter.emitAdvanceGreedy(*greedy);
+      if (!emitter.emitGreedyChain(*greedy)) emitter.emitAdvanceGreedy(*greedy);
   emitter.pruneKernels();
   for (size_t i = 0; i < emitter.kernels().size(); ++i) {
     const KernelWrapper &w = emitter.kernels()[i];

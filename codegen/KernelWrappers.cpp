@@ -39,9 +39,10 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
   const char *allow = "  llamac::detail::allowDependentLaunch();\n";
   const char *wait = "  llamac::detail::waitForPreviousKernel();\n";
   std::string start = std::string("  llamac::detail::KernelTimeline timeline;\n") +
-                      (waits == Wait::InWrapper      ? allow + prefetch + wait
-                       : waits == Wait::InTemplate ? allow + prefetch
-                                                   : prefetch + wait + allow);
+                      (waits == Wait::InWrapper          ? allow + prefetch + wait
+                       : waits == Wait::InTemplate       ? allow + prefetch
+                       : waits == Wait::AdvancesPosition ? "  llamac::advance_position(pos);\n" + prefetch
+                                                         : prefetch + wait + allow);
   std::string bounds = std::to_string(threads) + (minBlocks ? ", " + std::to_string(minBlocks) : "");
   std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}){5} {1}({2}) {{\n"
                                    "{4}"
@@ -171,14 +172,18 @@ KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DTy
               "", Wait::InTemplate);
 }
 
-KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split,
+                                 bool advancesPosition) {
   std::string t = cudaTypeName(weights);
-  return make("matmul_argmax.cuh",
-              llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}{4}", n, k, typeTag(weights), rmsTag(rms), splitTag(split)),
-              launch::kGemvThreads, "const float* x, const " + t + "* w, unsigned long long* keys",
+  return make(advancesPosition ? "advance.cuh" : "matmul_argmax.cuh",
+              llvm::formatv("matmul_argmax_n{0}_k{1}_{2}{3}{4}{5}", n, k, typeTag(weights), rmsTag(rms),
+                            splitTag(split), advancesPosition ? "_advance" : ""),
+              launch::kGemvThreads,
+              "const float* x, const " + t + "* w, unsigned long long* keys" +
+                  (advancesPosition ? ", int* pos" : ""),
               llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}, {5}>(x, w, keys, {4})", n, k, t,
                             boolText(rms), floatText(eps), split),
-              prefetchRows(n, k, t, "w", split), Wait::InTemplate);
+              prefetchRows(n, k, t, "w", split), advancesPosition ? Wait::AdvancesPosition : Wait::InTemplate);
 }
 
 KernelWrapper argmaxKeysKernel(int partialKeys, int threads) {
@@ -265,6 +270,16 @@ KernelWrapper advanceGreedyKernel() {
   return make("advance.cuh", "advance_greedy", launch::kWarpSize,
               "const int* produced, int* token, int* pos, int* history",
               "llamac::advance_greedy(produced, token, pos, history)");
+}
+
+KernelWrapper argmaxKeysChainedKernel(int partialKeys, int d, ir::DType table) {
+  std::string t = cudaTypeName(table);
+  return make("advance.cuh", llvm::formatv("argmax_keys_chained_p{0}_d{1}_{2}", partialKeys, d, typeTag(table)),
+              launch::kArgmaxThreads,
+              "const unsigned long long* keys, const int* pos, int* history, int* token, const " + t +
+                  "* table, float* x",
+              llvm::formatv("llamac::argmax_keys_chained<{0}, {1}, {2}>(keys, pos, history, token, table, x)",
+                            partialKeys, d, t));
 }
 
 KernelWrapper persistentKernel(const std::string &name, llvm::ArrayRef<PersistentPhase> phases,

@@ -30,7 +30,11 @@ namespace llamac::codegen {
 /// launch, so that every kernel after it starts after every kernel of the
 /// step before has finished (attention.cuh reads what they wrote before its
 /// wait; the code generator checks that such a kernel starts the step).
-enum class Wait { InWrapper, InTemplate, FirstOfStep };
+/// AdvancesPosition: as InTemplate, but the chained classifier's block 0
+/// first waits and advances pos, and only then lets the next kernel launch
+/// (advance.cuh's advance_position), which makes the same promise for the
+/// next step's kernels.
+enum class Wait { InWrapper, InTemplate, FirstOfStep, AdvancesPosition };
 
 struct KernelWrapper {
   std::string file;   // "matmul.cuh"
@@ -64,7 +68,10 @@ KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, floa
 KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps, int split);
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
                                     float eps, float theta, int split, ir::DType kv = ir::DType::f32);
-KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split);
+/// `advancesPosition`: the chained step's classifier, which also takes `pos`
+/// (advance.cuh's form 2).
+KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split,
+                                 bool advancesPosition = false);
 /// `threads`: the block size (launch::kArgmaxThreads, or the persistent kernel's).
 KernelWrapper argmaxKeysKernel(int partialKeys, int threads);
 /// Tensor parallelism: one rank's classifier key, with a global row index.
@@ -82,8 +89,11 @@ KernelWrapper siluMulKernel(int n);
 KernelWrapper addKernel(int n);
 KernelWrapper sliceKernel(int offset, int size);
 KernelWrapper argmaxKernel(int n);
-/// Not an op: chains greedy steps on the device (advance.cuh).
+/// Not ops: chain greedy steps on the device (advance.cuh's two forms).
 KernelWrapper advanceGreedyKernel();
+/// The chained step's last kernel: argmax_keys, the history, the token and
+/// the next step's embedding (a row of d elements of `table`).
+KernelWrapper argmaxKeysChainedKernel(int partialKeys, int d, ir::DType table);
 
 /// One launch of a plan function, for persistentKernel: the kernel, its
 /// grid, and one C++ expression per parameter of the wrapper (in terms of the

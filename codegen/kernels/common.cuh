@@ -277,7 +277,9 @@ __device__ __forceinline__ TimelineRecord *timelineRecord(unsigned slot) {
 }
 #endif
 
-__device__ __forceinline__ void waitForPreviousKernel() {
+/// LetNextLaunch = false: never the late trigger's launch here (advance.cuh's
+/// advance_position lets the next kernel launch only after its own store).
+template <bool LetNextLaunch = true> __device__ __forceinline__ void waitForPreviousKernel() {
 #ifdef LLAMAC_TIMELINE
   unsigned long long waits = globalTimer();
   unsigned slot = ~0u;
@@ -288,7 +290,8 @@ __device__ __forceinline__ void waitForPreviousKernel() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (LetNextLaunch)
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 #ifdef LLAMAC_TIMELINE
   if (slot != ~0u) {

@@ -9,10 +9,14 @@
 // A step: copy (token, pos) into device memory, replay the graph, copy the
 // output back, all on one stream with one synchronization.
 //
-// Greedy decoding chains steps on the device: a third graph replays
-// @decode_greedy and the plan's advance_greedy kernel (which feeds the token
-// back and advances pos) kChainDefault times, and the host reads the tokens
-// once per chain. LLAMAC_CHAIN=n sets the length (1: no chaining).
+// Greedy decoding chains steps on the device: a third graph runs
+// kChainDefault steps, and the host reads the tokens once per chain.
+// LLAMAC_CHAIN=n sets the length (1: no chaining). The graph is
+// greedy_chain_start (the embedding) and then greedy_chain_step n times,
+// whose classifier advances pos and whose last kernel feeds the token back
+// and writes the next step's embedding (codegen/kernels/advance.cuh); plans
+// without those functions (persistent ones) replay @decode_greedy and the
+// advance_greedy kernel n times instead.
 //
 // On sm_90 and later the launches are programmatic dependent launches: each
 // kernel starts while the one before it finishes, prefetches its weights and
@@ -168,7 +172,8 @@ private:
   llvm::Error checkStep(int token, int pos) const;
   /// Captures what `launches` launches on the stream as `exec`, uploaded.
   llvm::Error capture(llvm::function_ref<llvm::Error()> launches, CUgraphExec &exec);
-  /// Captures chainLength_ x (@decode_greedy, advance_greedy) as one graph.
+  /// Captures greedy_chain_start, then chainLength_ x greedy_chain_step, as
+  /// one graph; or chainLength_ x (@decode_greedy, advance_greedy).
   llvm::Error captureChain();
   /// Writes LLAMAC_TIMELINE's records and kernel names.
   void writeTimeline();
@@ -183,7 +188,7 @@ private:
   uint64_t arenaBytes_ = 0, kvBytes_ = 0, seqLen_ = 0, vocab_ = 0;
   int32_t *hostScalars_ = nullptr; // pinned: the step scalars (kTokenSlot, ...)
   char *hostOutput_ = nullptr;     // pinned: the step's output
-  Program logits_, greedy_, advance_;
+  Program logits_, greedy_, advance_, chainStart_, chainStep_;
   CUgraphExec chain_ = nullptr;
   int chainLength_ = 0;
   std::vector<std::string> kernelNames_;
@@ -193,7 +198,7 @@ private:
 };
 
 CudaEngine::~CudaEngine() {
-  for (Program *p : {&logits_, &greedy_, &advance_})
+  for (Program *p : {&logits_, &greedy_, &advance_, &chainStart_, &chainStep_})
     if (p->graph) cu.graphExecDestroy(p->graph);
   if (chain_) cu.graphExecDestroy(chain_);
   if (timeline_) writeTimeline();
@@ -254,10 +259,12 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   }
   uint64_t outputBytes = 0;
   for (const plan::Function &f : p.functions()) {
-    Program *program = f.name() == "decode"           ? &logits_
-                       : f.name() == "decode_greedy"  ? &greedy_
-                       : f.name() == "advance_greedy" ? &advance_
-                                                      : nullptr;
+    Program *program = f.name() == "decode"               ? &logits_
+                       : f.name() == "decode_greedy"      ? &greedy_
+                       : f.name() == "advance_greedy"     ? &advance_
+                       : f.name() == "greedy_chain_start" ? &chainStart_
+                       : f.name() == "greedy_chain_step"  ? &chainStep_
+                                                          : nullptr;
     if (!program) continue;
     if (auto e = prepare(f, functions, *program)) return e;
     outputBytes = std::max(outputBytes, program->outputBytes);
@@ -272,7 +279,8 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   }
   // Plans from before advance_greedy, LLAMAC_CUDA_SYNC=1 and the ranks of a
   // tensor parallel plan (whose engine steps them together) step one by one.
-  if (chainLength_ > 1 && !advance_.launches.empty() && !syncEachLaunch_ && !rank_.collective)
+  bool chains = !advance_.launches.empty() || (!chainStart_.launches.empty() && !chainStep_.launches.empty());
+  if (chainLength_ > 1 && chains && !syncEachLaunch_ && !rank_.collective)
     if (auto e = captureChain()) return e;
   if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
     return e;
@@ -571,6 +579,12 @@ llvm::Error CudaEngine::checkStep(int token, int pos) const {
 llvm::Error CudaEngine::captureChain() {
   return capture(
       [&]() -> llvm::Error {
+        if (!chainStep_.launches.empty()) {
+          if (auto e = launchAll(chainStart_)) return e;
+          for (int i = 0; i < chainLength_; ++i)
+            if (auto e = launchAll(chainStep_)) return e;
+          return llvm::Error::success();
+        }
         for (int i = 0; i < chainLength_; ++i) {
           if (auto e = launchAll(greedy_)) return e;
           if (auto e = launchAll(advance_)) return e;

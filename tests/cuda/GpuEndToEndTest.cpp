@@ -98,7 +98,7 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
     // path): the same tokens as one step at a time, chain after chain, and
     // a count that is not the chain length falls back to single steps.
     int chain = (*gpu)->greedyChainLength();
-    EXPECT_GT(chain, 1) << "the plan has advance_greedy, so the CUDA engine chains";
+    EXPECT_GT(chain, 1) << "the plan has greedy_chain_step or advance_greedy, so the CUDA engine chains";
     std::vector<int> cpuTokens, gpuTokens;
     cpuToken = gpuToken = 1;
     for (int pos = 0; pos < steps;) {

@@ -66,6 +66,8 @@ std::vector<std::pair<std::string, std::vector<KernelWrapper>>> programs() {
     fused.push_back(matmulQkvRopeKvKernel(96, 32, 250, 8, t, true, 8));
     fused.push_back(matmulQkvRopeKvKernel(768, 256, 768, 128, t, false, 1));
     fused.push_back(matmulArgmaxKernel(257, 250, t, true, 4));
+    fused.push_back(matmulArgmaxKernel(257, 250, t, true, 2, /*advancesPosition=*/true));
+    small.push_back(argmaxKeysChainedKernel(33, 257, t));
     small.push_back(embeddingKernel(257, t));
     small.push_back(rmsnormKernel(250, t));
   }

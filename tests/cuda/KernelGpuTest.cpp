@@ -689,6 +689,48 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
     }
 }
 
+// greedy_chain_step's last two kernels (advance.cuh's form 2): the classifier
+// advances pos, then the token goes to the history and the token slot, and
+// its row of the table (here the classifier's own, as in a shared
+// classifier) becomes the next step's x.
+TEST_F(KernelGpuTest, ChainedClassifier) {
+  struct Size {
+    int n, k;
+    DType type;
+  };
+  const Size sizes[] = {{257, 250, DType::f32}, {4099, 264, DType::bf16}};
+  for (const Size &s : sizes) {
+    const int split = defaultSplit(s.n, s.k, s.type, 1);
+    const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
+    KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, true, split, /*advancesPosition=*/true);
+    KernelWrapper stage2 = argmaxKeysChainedKernel(int(partials), s.k, s.type);
+    Kernels kernels({stage1, stage2});
+    std::vector<float> x = randomVector(rng, s.k), values = randomVector(rng, size_t(s.n) * s.k);
+    const int best = s.n / 3 + 1; // planted, as in MatmulArgmax, so rounding cannot move it
+    for (int i = 0; i < s.k; ++i)
+      values[size_t(best) * s.k + i] = std::copysign(std::fabs(values[size_t(best) * s.k + i]), x[i]);
+    Weights w = encode(values, s.type);
+    std::vector<double> logits = referenceMatmul(x, w.values, s.n, s.k, rmsScale(x, s.k));
+    int expected = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    ASSERT_EQ(expected, best);
+
+    // history[0] is the chain's first position (5); pos 7 is its third step.
+    DeviceBuffer xBuffer(x), wBuffer(w.bytes), keys(partials * 8), pos(std::vector<int>{7}), token(std::vector<int>{3}),
+        history(std::vector<int>{5, -1, -1, -1, -1}), next(s.k * 4);
+    keys.fill(kNaNBits);
+    next.fill(kNaNBits);
+    kernels.run(stage1, launch::matmulArgmax(s.n, split), xBuffer.ptr, wBuffer.ptr, keys.ptr, pos.ptr);
+    EXPECT_EQ(pos.read<int>()[0], 8) << stage1.name;
+    kernels.run(stage2, launch::argmaxKeys(launch::kArgmaxThreads), keys.ptr, pos.ptr, history.ptr, token.ptr,
+                wBuffer.ptr, next.ptr);
+    EXPECT_EQ(token.read<int>()[0], expected) << stage2.name;
+    EXPECT_EQ(pos.read<int>()[0], 8) << stage2.name;
+    EXPECT_EQ(history.read<int>(), (std::vector<int>{5, -1, -1, expected, -1})) << stage2.name;
+    std::vector<float> row(w.values.begin() + size_t(expected) * s.k, w.values.begin() + size_t(expected + 1) * s.k);
+    EXPECT_EQ(next.read<float>(), row) << stage2.name << ": the next step's x is the token's row";
+  }
+}
+
 TEST_F(KernelGpuTest, Rope) {
   struct Size {
     int n, headSize;

@@ -17,6 +17,7 @@ constexpr float kTestEps = 1e-5f;
 constexpr float kTestTheta = 10000.0f;
 
 using codegen::argmaxKernel;
+using codegen::argmaxKeysChainedKernel;
 using codegen::argmaxKeysKernel;
 using codegen::attentionKernel;
 using codegen::attentionSplitKernel;
@@ -54,8 +55,9 @@ inline KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType w,
 inline KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType w, bool rms, int split) {
   return codegen::matmulQkvRopeKvKernel(nq, nk, k, headSize, w, rms, kTestEps, kTestTheta, split);
 }
-inline KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType w, bool rms, int split) {
-  return codegen::matmulArgmaxKernel(n, k, w, rms, kTestEps, split);
+inline KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType w, bool rms, int split,
+                                        bool advancesPosition = false) {
+  return codegen::matmulArgmaxKernel(n, k, w, rms, kTestEps, split, advancesPosition);
 }
 inline KernelWrapper ropeKernel(int n, int headSize) { return codegen::ropeKernel(n, headSize, kTestTheta); }
 
