@@ -30,11 +30,9 @@ namespace llamac::codegen {
 /// launch, so that every kernel after it starts after every kernel of the
 /// step before has finished (attention.cuh reads what they wrote before its
 /// wait; the code generator checks that such a kernel starts the step).
-/// AdvancesPosition: as InTemplate, but the chained classifier's block 0
-/// first waits and advances pos, and only then lets the next kernel launch
-/// (advance.cuh's advance_position), which makes the same promise for the
-/// next step's kernels.
-enum class Wait { InWrapper, InTemplate, FirstOfStep, AdvancesPosition };
+/// (The chained classifier, InTemplate, makes the same promise for the next
+/// step's kernels: advance.cuh's advance_position.)
+enum class Wait { InWrapper, InTemplate, FirstOfStep };
 
 struct KernelWrapper {
   std::string file;   // "matmul.cuh"

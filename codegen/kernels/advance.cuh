@@ -45,8 +45,8 @@
 //     llamac::argmax_keys_chained<4000, 768, llamac::f16>(keys, pos, history, token, table, x);
 //   }
 //   (matmul_argmax_..._advance: as in matmul_argmax.cuh, with `int* pos`,
-//   starting with llamac::advance_position(pos) where the others let the
-//   next kernel launch.)
+//   starting with llamac::advance_position(pos, w) where the others let
+//   the next kernel launch.)
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -72,12 +72,13 @@ __device__ __forceinline__ void advance_greedy(const int *produced, int *__restr
 }
 
 /// The chained classifier's start (form 2 above), in place of
-/// allowDependentLaunch: block 0 waits for the kernels before, advances pos
-/// and makes the store visible, and only then lets the next kernel launch;
-/// the other blocks let it launch at once. The next kernel launches when
-/// every block has.
+/// allowDependentLaunchAtStart(w): block 0 waits for the kernels before,
+/// advances pos and makes the store visible, and only then lets the next
+/// kernel launch (or leaves that to warpDots, once it has issued its
+/// preloads of w: gemv.cuh); the other blocks do as any matmul kernel. The next
+/// kernel launches when every block has.
 #if !LLAMAC_PERSISTENT
-__device__ __forceinline__ void advance_position(int *pos) {
+template <typename T> __device__ __forceinline__ void advance_position(int *pos, const T *w) {
   if (detail::blockX() == 0) {
     detail::waitForPreviousKernel<false>();
     if (threadIdx.x == 0) {
@@ -86,7 +87,7 @@ __device__ __forceinline__ void advance_position(int *pos) {
     }
     __syncthreads();
   }
-  detail::allowDependentLaunch();
+  detail::allowDependentLaunchAtStart(w);
 #if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
   if (detail::blockX() == 0)
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

@@ -241,6 +241,7 @@ __device__ __forceinline__ void allowDependentLaunch() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+
 #if LLAMAC_PERSISTENT
 __device__ __forceinline__ void waitForPreviousPhase();
 __device__ __forceinline__ void waitForPreviousKernel() { waitForPreviousPhase(); }

@@ -130,6 +130,25 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned eleme
 #endif
 }
 
+/// Whether a matmul kernel whose weights have `elementBytes`-byte elements
+/// lets the next kernel launch only once each warp has issued its preloads
+/// (before its wait), instead of at its start. The kernel's weight loads are
+/// then in the memory system's queues before the next kernel's. Measured
+/// side by side on the H100 (bench/NOTES.md, session 10), against the start:
+/// stories110M f16 45.9-46.5 -> 48.4-48.5%, Llama-3.2-1B bf16 82.4-82.6 ->
+/// 83.4-83.5%, but stories110M f32 71.8-72.1 -> 67.7% (so f32 at the start).
+/// Waiting for the preloads to arrive first was worse than either (f16
+/// 45.1-45.3%, f32 62.0%). A timing experiment may force it for every
+/// matmul kernel (LLAMAC_NVRTC_OPTIONS=
+/// -DLLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS=0 or 1).
+LLAMAC_HOST_DEVICE constexpr bool gemvLaunchesNextAfterPreloads(unsigned elementBytes) {
+#ifdef LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS
+  return LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS != 0 && elementBytes > 0;
+#else
+  return elementBytes == 2;
+#endif
+}
+
 /// Blocks for `warpTasks` tasks (rows, or row pairs) of `split` warps each:
 /// one task per warp group, or fewer blocks looping over the tasks.
 LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks, unsigned split) {
@@ -142,6 +161,15 @@ LLAMAC_HOST_DEVICE constexpr Shape gemv(unsigned warpTasks, unsigned split) {
 namespace detail {
 
 using launch::kGemvUnroll;
+
+/// The matmul kernels' start (their wrappers call it where others call
+/// allowDependentLaunch): lets the next kernel launch now, unless warpDots
+/// does once it has issued its preloads of weights `w`
+/// (launch::gemvLaunchesNextAfterPreloads).
+template <typename T> __device__ __forceinline__ void allowDependentLaunchAtStart(const T *) {
+  if constexpr (!launch::gemvLaunchesNextAfterPreloads(sizeof(T)))
+    allowDependentLaunch();
+}
 
 /// The first warp task this warp works on (a row, or a row pair).
 template <int Split> __device__ __forceinline__ int gemvWarpTask() {
@@ -303,6 +331,10 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         }
       }
       bool firstTask = false;
+      if constexpr (launch::gemvLaunchesNextAfterPreloads(sizeof(T))) {
+        if (firstBatch && xScale < 0.0f) // the warp's first task, its preloads issued
+          allowDependentLaunch();
+      }
       if (firstBatch) {
         firstTask = startTask<K, RmsPrologue && !kXInRegisters>(x, eps, xScale, early, task);
         // Plain loads in asm volatile as well: NVVM would hoist invariant
@@ -378,6 +410,10 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
           for (int r = 0; r < R; ++r)
             w[u][r] = rows[r][k];
         }
+      }
+      if constexpr (launch::gemvLaunchesNextAfterPreloads(sizeof(T))) {
+        if (base == 0 && xScale < 0.0f)
+          allowDependentLaunch();
       }
       if (base == 0)
         startTask<K, RmsPrologue>(x, eps, xScale, early, task);

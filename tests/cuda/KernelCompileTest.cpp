@@ -310,6 +310,45 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
   EXPECT_TRUE(sawWholeBatch && sawNone) << "the cases no longer cover both counts of gemvPinnedLoads";
 }
 
+// gemv.cuh's launch::gemvLaunchesNextAfterPreloads: with 16-bit weights a
+// matmul kernel lets the next kernel launch only once it has issued its
+// preloads, before its wait; with f32 weights at its start, before any load. So does the chained classifier,
+// whose block 0 first waits and advances pos (advance.cuh).
+TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights) {
+  auto nvrtc = Nvrtc::load();
+  if (!nvrtc) {
+    llvm::consumeError(nvrtc.takeError());
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+  }
+  const std::string pinnedLoad = "ld.global.L1::no_allocate.v4.u32", wait = "griddepcontrol.wait",
+                    trigger = "griddepcontrol.launch_dependents";
+  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+    const bool afterLoads = t != DType::f32;
+    EXPECT_EQ(launch::gemvLaunchesNextAfterPreloads(ir::byteSize(t)), afterLoads);
+    for (const KernelWrapper &kernel : {matmulAddKernel(768, 768, t, false, 2), matmulSwigluKernel(2048, 768, t, true, 1),
+                                        matmulQkvRopeKvKernel(768, 768, 768, 64, t, true, 1),
+                                        matmulArgmaxKernel(32000, 768, t, true, 1, /*advancesPosition=*/true)}) {
+      auto compiled = runtime::cuda::compileCuda(programSource({kernel}), kernel.name + ".cu", "compute_90", {},
+                                                 kernelHeaders());
+      ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
+      const std::string &ptx = compiled->image;
+      const bool advances = kernel.name.find("_advance") != std::string::npos;
+      // The chained classifier's block 0 waits first: find the matmul's wait.
+      const size_t waitAt = advances ? ptx.find(wait, ptx.find(wait) + 1) : ptx.find(wait);
+      const size_t triggerAt = ptx.rfind(trigger, waitAt), loadAt = ptx.find(pinnedLoad);
+      ASSERT_NE(waitAt, std::string::npos) << kernel.name;
+      ASSERT_NE(triggerAt, std::string::npos) << kernel.name << ": no trigger before the wait";
+      ASSERT_NE(loadAt, std::string::npos) << kernel.name;
+      EXPECT_LT(loadAt, waitAt) << kernel.name << ": the preloads come before the wait";
+      if (afterLoads)
+        EXPECT_GT(triggerAt, loadAt) << kernel.name << ": the next kernel launches after the preloads";
+      else
+        EXPECT_LT(triggerAt, loadAt) << kernel.name << ": the next kernel launches at the start";
+      EXPECT_EQ(ptx.find(trigger, waitAt), std::string::npos) << kernel.name << ": a trigger after the wait";
+    }
+  }
+}
+
 // Attention over a span in parts: on sm_90 the parts are a cluster (the
 // wrapper declares its shape) whose blocks store their sums into the first
 // one's shared memory; before it, the same source merges over global memory,
