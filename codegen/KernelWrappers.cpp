@@ -29,20 +29,19 @@ std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
 std::string boolText(bool value) { return value ? "true" : "false"; }
 
 /// Every kernel first lets the next one launch (the statement `allow`, by
-/// default allowDependentLaunch), may prefetch its weights into L2, and
-/// waits for the kernel before it. Its first statement is the timeline's
+/// default allowDependentLaunch) and waits for the kernel before it. Its first statement is the timeline's
 /// (common.cuh's KernelTimeline: nothing unless a timing run compiles it
 /// in). `attributes` follow __launch_bounds__, whose second argument
 /// (minimum blocks per SM) is `minBlocks` where not 0.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
-                   std::string call, std::string prefetch = "", Wait waits = Wait::InWrapper,
+                   std::string call, Wait waits = Wait::InWrapper,
                    std::string attributes = "", unsigned minBlocks = 0, std::string allow = "") {
   if (allow.empty()) allow = "  llamac::detail::allowDependentLaunch();\n";
   const char *wait = "  llamac::detail::waitForPreviousKernel();\n";
   std::string start = std::string("  llamac::detail::KernelTimeline timeline;\n") +
-                      (waits == Wait::InWrapper    ? allow + prefetch + wait
-                       : waits == Wait::InTemplate ? allow + prefetch
-                                                   : prefetch + wait + allow);
+                      (waits == Wait::InWrapper    ? allow + wait
+                       : waits == Wait::InTemplate ? allow
+                                                   : wait + allow);
   std::string bounds = std::to_string(threads) + (minBlocks ? ", " + std::to_string(minBlocks) : "");
   std::string code = llvm::formatv("extern \"C\" __global__ void __launch_bounds__({0}){5} {1}({2}) {{\n"
                                    "{4}"
@@ -57,22 +56,15 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
   w.code = std::move(code);
   w.params = std::move(params);
   w.call = std::move(call);
-  w.prefetch = std::move(prefetch);
   w.waits = waits;
   return w;
 }
 
-/// The statement prefetching a gemv kernel's rows of `weight` into L2.
 /// The matmul family's `allow` (make): the next kernel launches now, or once
 /// the warps have issued their preloads of `weight` (gemv.cuh's
 /// launch::gemvLaunchesNextAfterPreloads, which takes the weight type from it).
 std::string gemvAllow(const char *weight) {
   return llvm::formatv("  llamac::detail::allowDependentLaunchAtStart({0});\n", weight).str();
-}
-
-std::string prefetchRows(int n, int k, const std::string &type, const char *weight, int split) {
-  return llvm::formatv("  llamac::detail::prefetchBlockRows<{0}, {1}, {2}, {4}>({3});\n", n, k, type, weight, split)
-      .str();
 }
 
 /// "" for an f32 KV cache, "_kvf16" for an f16 one.
@@ -105,7 +97,7 @@ KernelWrapper embeddingKernel(int d, ir::DType table) {
   std::string t = cudaTypeName(table);
   return make("embedding.cuh", llvm::formatv("embedding_d{0}_{1}", d, typeTag(table)),
               launch::kElementwiseThreads, "const " + t + "* table, const int* token, float* y",
-              llvm::formatv("llamac::embedding<{0}, {1}>(table, token, y)", d, t), "", Wait::FirstOfStep);
+              llvm::formatv("llamac::embedding<{0}, {1}>(table, token, y)", d, t), Wait::FirstOfStep);
 }
 
 KernelWrapper rmsnormKernel(int d, ir::DType gain, float eps) {
@@ -128,7 +120,7 @@ KernelWrapper matmulKernel(int n, int k, ir::DType weights, bool rms, float eps,
               launch::kGemvThreads, "const float* x, const " + t + "* w, float* y",
               llvm::formatv("llamac::matmul<{0}, {1}, {2}, {3}, {5}>(x, w, y, {4})", n, k, t, boolText(rms),
                             floatText(eps), split),
-              prefetchRows(n, k, t, "w", split), Wait::InTemplate, "", 0, gemvAllow("w"));
+              Wait::InTemplate, "", 0, gemvAllow("w"));
 }
 
 KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
@@ -138,7 +130,7 @@ KernelWrapper matmulAddKernel(int n, int k, ir::DType weights, bool rms, float e
               launch::kGemvThreads, "const float* x, const " + t + "* w, const float* r, float* y",
               llvm::formatv("llamac::matmul_add<{0}, {1}, {2}, {3}, {5}>(x, w, r, y, {4})", n, k, t,
                             boolText(rms), floatText(eps), split),
-              prefetchRows(n, k, t, "w", split), Wait::InTemplate, "", 0, gemvAllow("w"));
+              Wait::InTemplate, "", 0, gemvAllow("w"));
 }
 
 KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, float eps, int split) {
@@ -149,8 +141,7 @@ KernelWrapper matmulSwigluKernel(int n, int k, ir::DType weights, bool rms, floa
               "const float* x, const " + t + "* w1, const " + t + "* w3, float* y",
               llvm::formatv("llamac::matmul_swiglu<{0}, {1}, {2}, {3}, {5}>(x, w1, w3, y, {4})", n, k, t,
                             boolText(rms), floatText(eps), split),
-              prefetchRows(n, k, t, "w1", split) + prefetchRows(n, k, t, "w3", split), Wait::InTemplate, "", 0,
-              gemvAllow("w1"));
+              Wait::InTemplate, "", 0, gemvAllow("w1"));
 }
 
 KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, bool rms, float eps, int split) {
@@ -162,7 +153,7 @@ KernelWrapper matmulQkvKernel(int nq, int nk, int nv, int k, ir::DType weights, 
               "const float* x, const " + t + "* wq, const " + t + "* wk, const " + t + "* wv, float* y",
               llvm::formatv("llamac::matmul_qkv<{0}, {1}, {2}, {3}, {4}, {5}, {7}>(x, wq, wk, wv, y, {6})", nq,
                             nk, nv, k, t, boolText(rms), floatText(eps), split),
-              "", Wait::InTemplate, "", 0, gemvAllow("wq"));
+              Wait::InTemplate, "", 0, gemvAllow("wq"));
 }
 
 KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DType weights, bool rms,
@@ -177,7 +168,7 @@ KernelWrapper matmulQkvRopeKvKernel(int nq, int nk, int k, int headSize, ir::DTy
               llvm::formatv("llamac::matmul_qkv_rope_kv<{0}, {1}, {2}, {3}, {4}, {5}, {8}, {9}>(x, wq, wk, wv, "
                             "pos, kcache, vcache, y, {6}, {7})",
                             nq, nk, k, headSize, t, boolText(rms), floatText(theta), floatText(eps), split, c),
-              "", Wait::InTemplate, "", 0, gemvAllow("wq"));
+              Wait::InTemplate, "", 0, gemvAllow("wq"));
 }
 
 KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, float eps, int split,
@@ -191,7 +182,7 @@ KernelWrapper matmulArgmaxKernel(int n, int k, ir::DType weights, bool rms, floa
                   (advancesPosition ? ", int* pos" : ""),
               llvm::formatv("llamac::matmul_argmax<{0}, {1}, {2}, {3}, {5}>(x, w, keys, {4})", n, k, t,
                             boolText(rms), floatText(eps), split),
-              prefetchRows(n, k, t, "w", split), Wait::InTemplate, "", 0,
+              Wait::InTemplate, "", 0,
               advancesPosition ? "  llamac::advance_position(pos, w);\n" : gemvAllow("w"));
 }
 
@@ -235,7 +226,7 @@ KernelWrapper attentionKernel(int h, int kvh, int headSize, int seqLen, ir::DTyp
               "const float* q, const int* pos, const " + c + "* kcache, const " + c + "* vcache, float* out",
               llvm::formatv("llamac::attention<{0}, {1}, {2}, {3}, {4}>(q, pos, kcache, vcache, out)", h, kvh,
                             headSize, seqLen, c),
-              "", Wait::InTemplate, "", kAttentionMinBlocks);
+              Wait::InTemplate, "", kAttentionMinBlocks);
 }
 
 KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir::DType kv, int parts) {
@@ -251,7 +242,7 @@ KernelWrapper attentionSplitKernel(int h, int kvh, int headSize, int seqLen, ir:
               llvm::formatv("llamac::attention_split<{0}, {1}, {2}, {3}, {4}, {5}>(q, pos, kcache, vcache, "
                             "partials, counters, out)",
                             h, kvh, headSize, seqLen, c, parts),
-              "", Wait::InTemplate, parts == 1 ? "" : llvm::formatv("LLAMAC_CLUSTER_DIMS(1, {0}, 1)", parts).str(),
+              Wait::InTemplate, parts == 1 ? "" : llvm::formatv("LLAMAC_CLUSTER_DIMS(1, {0}, 1)", parts).str(),
               kAttentionMinBlocks);
 }
 
@@ -316,7 +307,6 @@ KernelWrapper persistentKernel(const std::string &name, llvm::ArrayRef<Persisten
     body += llvm::formatv("    for (int b = blockIdx.x; b < {0}; b += gridDim.x) {{\n"
                           "      llamac::detail::setBlock(b, {1});\n",
                           phase.gridX * phase.gridY, phase.gridX);
-    if (!k.prefetch.empty()) body += "    " + k.prefetch;
     if (k.waits != Wait::InTemplate) body += "      llamac::detail::waitForPreviousKernel();\n";
     body += "      " + k.call + ";\n    }\n  }\n";
     body += llvm::formatv("  llamac::detail::endPhase({0});\n", p);

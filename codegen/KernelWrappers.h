@@ -43,7 +43,6 @@ struct KernelWrapper {
   // template as one phase (persistentKernel):
   std::string params;     // "const float* x, const float* w, float* y"
   std::string call;       // "llamac::matmul<...>(x, w, y, 1e-5f)"
-  std::string prefetch;   // statements run before the wait (L2 prefetch), or ""
   Wait waits = Wait::InWrapper;
   // Set only by persistentKernel: lines before the includes, and files
   // included after `file`.

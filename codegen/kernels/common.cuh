@@ -422,15 +422,6 @@ struct KernelTimeline {
 #endif
 };
 
-/// Asks L2 for `bytes` bytes at `p` (one 128-byte line per request, spread
-/// over the block's threads), so a kernel's weights stream in while the
-/// kernel before it finishes.
-template <int Threads> __device__ __forceinline__ void prefetchL2(const void *p, size_t bytes) {
-  const char *base = static_cast<const char *>(p);
-  for (size_t offset = size_t(threadIdx.x) * 128; offset < bytes; offset += size_t(Threads) * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + offset));
-}
-
 /// Four activations; `p` must be 16-byte aligned.
 __device__ __forceinline__ float4 loadFloat4(const float *p) {
   return *reinterpret_cast<const float4 *>(p);

@@ -138,7 +138,8 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned eleme
 /// stories110M f16 45.9-46.5 -> 48.4-48.5%, Llama-3.2-1B bf16 82.4-82.6 ->
 /// 83.4-83.5%, but stories110M f32 71.8-72.1 -> 67.7% (so f32 at the start).
 /// Waiting for the preloads to arrive first was worse than either (f16
-/// 45.1-45.3%, f32 62.0%). A timing experiment may force it for every
+/// 45.1-45.3%, f32 62.0%). Without the L2 prefetch (removed later in the
+/// session) f32 still prefers its start: 75.0-75.1% against 74.4-74.6%. A timing experiment may force it for every
 /// matmul kernel (LLAMAC_NVRTC_OPTIONS=
 /// -DLLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS=0 or 1).
 LLAMAC_HOST_DEVICE constexpr bool gemvLaunchesNextAfterPreloads(unsigned elementBytes) {
@@ -187,17 +188,6 @@ template <int Split> __device__ __forceinline__ int gemvTaskStride() {
 /// first warp.
 template <int Split> __device__ __forceinline__ bool gemvLeader() {
   return threadIdx.x % (Split * kWarpSize) == 0;
-}
-
-/// Prefetches the rows of W this block's warps will read (kGemvWarps / Split
-/// consecutive rows per block), before the dependency wait.
-template <int N, int K, typename T, int Split>
-__device__ __forceinline__ void prefetchBlockRows(const T *w) {
-  constexpr int kRows = launch::kGemvWarps / Split;
-  const int first = blockX() * kRows;
-  const int rows = first + kRows <= N ? kRows : N - first;
-  if (rows > 0)
-    prefetchL2<launch::kGemvThreads>(w + (size_t)first * K, (size_t)rows * K * sizeof(T));
 }
 
 /// 1 / sqrt(ss / K + eps): the RMS scale from the sum of squares, in the CPU

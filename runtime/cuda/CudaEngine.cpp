@@ -19,7 +19,7 @@
 // advance_greedy kernel n times instead.
 //
 // On sm_90 and later the launches are programmatic dependent launches: each
-// kernel starts while the one before it finishes, prefetches its weights and
+// kernel starts while the one before it finishes, loads its weights into registers and
 // waits (griddepcontrol) before reading what that kernel wrote.
 // LLAMAC_NO_PDL=1 turns that off, for comparison.
 //
