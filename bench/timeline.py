@@ -9,7 +9,9 @@ llamarun (CudaEngine.cpp) recompiles every kernel to stamp, for each block,
 %globaltimer when it reaches its dependency wait, when the wait returns and
 when the block ends (common.cuh's KernelTimeline), and writes the records to
 the file, the plan's kernel names to FILE.names. The records fill the buffer
-from the first launch on; this script reads the launches of whole greedy
+from the first launch on (a step ends with the classifier's argmax_keys; a
+chain's first step also holds its embedding and the host's round trip, which
+the medians leave out); this script reads the launches of whole greedy
 steps after the first few and prints, per kernel (the same kernel in every
 layer together), the median over its launches of:
 

@@ -151,9 +151,9 @@ private:
   /// What emitGreedyChain needs of a function's embedding and classifier,
   /// recorded as emitOp meets them.
   struct ChainParts {
-    int embeddingDim = 0; // 0: the function does not start with an embedding
+    int embeddingDim = 0, tableRows = 0; // 0: the function does not start with an embedding
     DType tableType = DType::f32;
-    bool classifier = false; // the function ends with matmul_argmax
+    bool classifier = false; // it ends with matmul_argmax over tableRows rows: the forms below are set
     KernelWrapper classifierKernel, keysKernel; // the chained forms
     launch::Shape classifierShape;
     std::vector<Arg> classifierArgs, keysArgs;
@@ -274,10 +274,6 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     needScratch(uint64_t(partials) * 8);
     launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
            {arena(x(0)), weight(x(1)), scratch()}, text);
-    chain.classifierKernel = matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s, /*advancesPosition=*/true);
-    chain.classifierShape = launch::matmulArgmax(n, s);
-    chain.classifierArgs = {arena(x(0)), weight(x(1)), scratch(), step(Arg::POS)};
-    chain.classifierText = text + " (advancing pos: greedy_chain_step)";
     return partials;
   };
   const Value *y = op.result();
@@ -289,6 +285,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     // The chained step's last kernel writes this row for the next step.
     if (function_->launches_size() == 1) {
       chain.embeddingDim = dim(0, 1);
+      chain.tableRows = dim(0, 0);
       chain.tableType = wtype(0);
       chain.keysArgs = {scratch(), step(Arg::POS), step(Arg::HISTORY), step(Arg::TOKEN), weight(x(0)), arena(y)};
       chain.embeddingText = toString(op, names);
@@ -340,11 +337,19 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     unsigned partials = matmulArgmaxKeys();
     int threads = persistent_ ? launch::kPersistentThreads : launch::kArgmaxThreads;
     launch(argmaxKeysKernel(int(partials), threads), launch::argmaxKeys(threads), {scratch(), arena(y)}, text);
-    if (chain.embeddingDim > 0) {
+    // The chained step's forms (emitGreedyChain), where the function starts
+    // with an embedding of a table of as many rows as the classifier has.
+    chain.classifier = op.parent()->ops().back().get() == &op && chain.embeddingDim > 0 &&
+                       chain.tableRows == dim(1, 0);
+    if (chain.classifier) {
+      int n = dim(1, 0), s = split(n, 1);
+      chain.classifierKernel = matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s, /*advancesPosition=*/true);
+      chain.classifierShape = launch::matmulArgmax(n, s);
+      chain.classifierArgs = {arena(x(0)), weight(x(1)), scratch(), step(Arg::POS)};
+      chain.classifierText = text + " (advancing pos: greedy_chain_step)";
       chain.keysKernel = argmaxKeysChainedKernel(int(partials), chain.embeddingDim, chain.tableType);
       chain.keysText = text + " (its second stage), then the next step's " + chain.embeddingText;
     }
-    chain.classifier = op.parent()->ops().back().get() == &op;
     break;
   }
   case OpKind::Rope:
@@ -360,7 +365,9 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   case OpKind::Attention: {
     // attention.cuh reads the cache rows of earlier steps before its wait,
     // which only a step whose first kernel waits before it lets the next one
-    // launch (Wait::FirstOfStep: the embedding) makes safe.
+    // launch (Wait::FirstOfStep: the embedding) makes safe; greedy_chain_step
+    // copies these launches after the classifier's advance_position, which
+    // does the same (emitGreedyChain).
     if (function_->launches_size() == 0 ||
         kernels_[function_->launches(0).kernel()].waits != Wait::FirstOfStep)
       return error(text + ": attention in a function whose first kernel lets the next launch before it waits");

@@ -10,7 +10,7 @@
 //      every layer) are one kernel; a module with @decode_greedy also gets
 //      plan functions that chain greedy steps on the device
 //      (greedy_chain_start and greedy_chain_step, or advance_greedy in
-//      persistent plans: kernels/advance.cuh);
+//      persistent and tensor parallel plans: kernels/advance.cuh);
 //   2. every launch argument is an arena offset, a weight offset, a KV cache
 //      offset, the step's token or position, so a captured graph replays
 //      unchanged; after the planned arena come state that kernels keep

@@ -29,10 +29,11 @@ std::string rmsTag(bool rms) { return rms ? "_rms" : ""; }
 std::string boolText(bool value) { return value ? "true" : "false"; }
 
 /// Every kernel first lets the next one launch (the statement `allow`, by
-/// default allowDependentLaunch) and waits for the kernel before it. Its first statement is the timeline's
-/// (common.cuh's KernelTimeline: nothing unless a timing run compiles it
-/// in). `attributes` follow __launch_bounds__, whose second argument
-/// (minimum blocks per SM) is `minBlocks` where not 0.
+/// default allowDependentLaunch) and waits for the kernel before it. Its
+/// first statement is the timeline's (common.cuh's KernelTimeline: nothing
+/// unless a timing run compiles it in). `attributes` follow
+/// __launch_bounds__, whose second argument (minimum blocks per SM) is
+/// `minBlocks` where not 0.
 KernelWrapper make(std::string file, std::string name, unsigned threads, std::string params,
                    std::string call, Wait waits = Wait::InWrapper,
                    std::string attributes = "", unsigned minBlocks = 0, std::string allow = "") {
@@ -61,7 +62,7 @@ KernelWrapper make(std::string file, std::string name, unsigned threads, std::st
 }
 
 /// The matmul family's `allow` (make): the next kernel launches now, or once
-/// the warps have issued their preloads of `weight` (gemv.cuh's
+/// the block's warps issue their preloads of `weight` (gemv.cuh's
 /// launch::gemvLaunchesNextAfterPreloads, which takes the weight type from it).
 std::string gemvAllow(const char *weight) {
   return llvm::formatv("  llamac::detail::allowDependentLaunchAtStart({0});\n", weight).str();

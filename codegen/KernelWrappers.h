@@ -30,8 +30,9 @@ namespace llamac::codegen {
 /// launch, so that every kernel after it starts after every kernel of the
 /// step before has finished (attention.cuh reads what they wrote before its
 /// wait; the code generator checks that such a kernel starts the step).
-/// (The chained classifier, InTemplate, makes the same promise for the next
-/// step's kernels: advance.cuh's advance_position.)
+/// (In a chained step the classifier, InTemplate, lets the next step's
+/// kernels launch only after every kernel of its step but itself and the
+/// token's kernel has finished: advance.cuh's advance_position.)
 enum class Wait { InWrapper, InTemplate, FirstOfStep };
 
 struct KernelWrapper {

@@ -12,7 +12,7 @@
 //    so the next step reads the token this one produced, at the next
 //    position, and the host reads every produced token once the chain is
 //    done. Launch: launch::advance(): 1 block of 32 threads (thread 0 works).
-//    It stays for persistent plans.
+//    It stays for persistent and tensor parallel plans.
 //
 // 2. The plan functions greedy_chain_start (the embedding) and
 //    greedy_chain_step (@decode_greedy's other launches, its last two
@@ -102,12 +102,13 @@ __device__ __forceinline__ void argmax_keys_chained(const unsigned long long *pa
                                                     int *__restrict__ history, int *__restrict__ token,
                                                     const T *__restrict__ table, float *__restrict__ x) {
   constexpr int kThreads = launch::kArgmaxThreads;
-  unsigned long long key = 0;
-  for (int i = threadIdx.x; i < PartialKeys; i += kThreads)
-    key = detail::maxKey(key, partialKeys[i]);
-  const int t = detail::argmaxKeyIndex(detail::blockMaxKey<kThreads>(key));
+  const int t = detail::tokenOfKeys<PartialKeys, kThreads>(partialKeys);
   if (threadIdx.x == 0) {
-    history[*pos - history[0]] = t;
+    // 1 and up while pos advances; never history[0] or before it, even when
+    // a timing run leaves the classifier out (LLAMAC_SKIP_KERNELS).
+    const int slot = *pos - history[0];
+    if (slot >= 1)
+      history[slot] = t;
     *token = t;
   }
   for (int i = threadIdx.x; i < D; i += kThreads)

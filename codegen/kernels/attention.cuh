@@ -410,9 +410,11 @@ template <int KVDim, int HS> constexpr bool kAttentionInRegisters = HS % 4 == 0 
 /// AttentionChunk::attend.
 ///
 /// Reading before the wait: pos and the cache rows before pos were written by
-/// earlier steps, and every kernel of the step before has finished before a
-/// step's first kernel lets the next launch (the embedding waits first,
-/// KernelWrappers.cpp), so the kernels here can only start after them.
+/// earlier steps, and every kernel of the step before has finished before
+/// the kernels here can launch: a step's first kernel waits before it lets
+/// the next launch (the embedding, KernelWrappers.cpp), or in a chained step
+/// the classifier's block 0 waits, advances pos and only then lets the next
+/// kernel launch (advance.cuh).
 template <int KVH, int HS, int Chunk, int Stride, int Threads, typename KvT>
 __device__ __forceinline__ void attendChunkAfterWait(const float *q, int pos, const KvT *kcache,
                                                      const KvT *vcache, int kvOffset, int t0, int n,
@@ -467,7 +469,7 @@ __device__ __forceinline__ void attention(const float *q, const int *pos,
   __shared__ float sScores[S];
   __shared__ float sAcc[HS];
   const int h = detail::blockX(), kvh = h / (H / KVH);
-  const int p = *pos; // before the wait: attendChunkAfterWait says why
+  const int p = detail::positionBeforeWait(pos); // before the wait: attendChunkAfterWait says why
   float m, l;
   const bool normalized = detail::attendHead<KVH, HS, S, 1, kThreads>(q + h * HS, p, kcache, vcache, kvh * HS, 0,
                                                                       p + 1, true, sScores, sAcc, m, l);
@@ -496,7 +498,7 @@ __device__ __forceinline__ void attention_split(const float *q, const int *pos,
   constexpr bool kCluster = Parts > 1 && LLAMAC_CLUSTERS;
   constexpr int kMaxUnits = kSpans * Parts;
   const int h = detail::blockX(), kvh = h / (H / KVH), y = detail::blockY();
-  const int p = *pos; // before the wait: attendChunkAfterWait says why
+  const int p = detail::positionBeforeWait(pos); // before the wait: attendChunkAfterWait says why
   const int span = kSpans - 1 - y / Parts, r = y % Parts;
   const int positions = p + 1, base = span * kSpan, t0 = base + r;
   if (kCluster ? base >= positions : t0 >= positions)

@@ -212,17 +212,28 @@ template <typename T> __device__ __forceinline__ float4 load4(const T *p) { retu
 /// launches' blocks in turn and this is the one it is on.
 __device__ __forceinline__ int blockX();
 __device__ __forceinline__ int blockY();
+/// The step's position, read before the dependency wait (the RoPE in
+/// matmul_qkv_rope_kv, attention): through L2, never an L1 line of an
+/// earlier step. The kernel that last wrote it has finished, or in a chained
+/// step the classifier's block 0 stored and fenced it before it let the next
+/// kernel launch (advance.cuh).
+__device__ __forceinline__ int positionBeforeWait(const int *pos) { return __ldcg(pos); }
+
 /// Blocks in x: the kernel's, or inside the persistent kernel the launch's.
 __device__ __forceinline__ int gridX();
 
 /// The first element of an element-wise kernel's thread.
 __device__ __forceinline__ int elementIndex() { return blockX() * launch::kElementwiseThreads + (int)threadIdx.x; }
 
-/// Programmatic dependent launch (sm_90): every generated kernel first lets
-/// the next kernel of the graph launch, then waits until the kernel before it
-/// has finished and its writes are visible. Between the two, a kernel may
-/// only read what no earlier kernel writes (weights). Inside the persistent
-/// kernel, the wait is for the previous phase instead (persistent.cuh).
+/// Programmatic dependent launch (sm_90): a generated kernel lets the next
+/// kernel of the graph launch (at its start; matmul kernels with 16-bit
+/// weights once their preloads are issued, gemv.cuh; the first kernel of a
+/// step and the chained classifier's block 0 only after their wait), and
+/// waits until the kernel before it has finished and its writes are
+/// visible. Before its wait a kernel may only read what no earlier kernel of
+/// its step writes (weights, the position). Only a block's first
+/// launch_dependents counts. Inside the persistent kernel, the wait is for
+/// the previous phase instead (persistent.cuh).
 ///
 /// Only weights may be read through `const T *__restrict__` pointers: NVVM
 /// turns such reads into invariant loads (ld.global.nc), which it may move

@@ -131,20 +131,24 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned eleme
 }
 
 /// Whether a matmul kernel whose weights have `elementBytes`-byte elements
-/// lets the next kernel launch only once each warp has issued its preloads
-/// (before its wait), instead of at its start. The kernel's weight loads are
-/// then in the memory system's queues before the next kernel's. Measured
-/// side by side on the H100 (bench/NOTES.md, session 10), against the start:
+/// lets the next kernel launch only once its warps have issued their
+/// preloads (the block's first warp to get there triggers it; only a block's
+/// first launch_dependents counts), before the wait, instead of at its
+/// start. Its weight loads are then in the memory system's queues before
+/// the next kernel's. Where no loads are pinned before the wait (rows of
+/// several batches, gemvPinnedLoads), that is warpDots' start. Measured side
+/// by side on the H100 (bench/NOTES.md, session 10), against the start:
 /// stories110M f16 45.9-46.5 -> 48.4-48.5%, Llama-3.2-1B bf16 82.4-82.6 ->
 /// 83.4-83.5%, but stories110M f32 71.8-72.1 -> 67.7% (so f32 at the start).
 /// Waiting for the preloads to arrive first was worse than either (f16
 /// 45.1-45.3%, f32 62.0%). Without the L2 prefetch (removed later in the
-/// session) f32 still prefers its start: 75.0-75.1% against 74.4-74.6%. A timing experiment may force it for every
-/// matmul kernel (LLAMAC_NVRTC_OPTIONS=
-/// -DLLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS=0 or 1).
+/// session) f32 still prefers its start: 75.0-75.1% against 74.4-74.6%. A
+/// timing experiment may force it for every matmul kernel
+/// (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS=0 or
+/// 1).
 LLAMAC_HOST_DEVICE constexpr bool gemvLaunchesNextAfterPreloads(unsigned elementBytes) {
 #ifdef LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS
-  return LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS != 0 && elementBytes > 0;
+  return LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS != 0 && elementBytes > 0; // (reads the parameter)
 #else
   return elementBytes == 2;
 #endif
@@ -234,9 +238,8 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 /// What a matmul template does for a task besides its epilogue, at two points
 /// of warpDots: beforeWait(task) once the task's first weight loads are
 /// issued, which on the warp's first task is before waitForPreviousKernel(),
-/// so it may only read what no kernel of the step writes (weights, the
-/// position: the first kernel of a step waits before it lets the next one
-/// launch, KernelWrappers.cpp); afterWait(task) once x may be read, before
+/// so it may only read what no earlier kernel of the step writes (weights,
+/// the position: common.cuh's positionBeforeWait); afterWait(task) once x may be read, before
 /// the sums, to issue loads the epilogue needs so that their latency overlaps
 /// the sums'. Both run on every lane of the task's warps. What the epilogue
 /// would otherwise compute or load after the sums is then off the kernel's

@@ -74,16 +74,27 @@ __device__ __forceinline__ void matmul_argmax(const float *x, const T *__restric
   }
 }
 
+namespace detail {
+
+/// The token the classifier's PartialKeys keys point to, to every thread of
+/// the block (Threads of them).
+template <int PartialKeys, int Threads>
+__device__ __forceinline__ int tokenOfKeys(const unsigned long long *partialKeys) {
+  unsigned long long key = 0;
+  for (int i = threadIdx.x; i < PartialKeys; i += Threads)
+    key = maxKey(key, partialKeys[i]);
+  return argmaxKeyIndex(blockMaxKey<Threads>(key));
+}
+
+} // namespace detail
+
 /// Threads: the block size (the persistent kernel's blocks are smaller).
 template <int PartialKeys, int Threads = launch::kArgmaxThreads>
 __device__ __forceinline__ void argmax_keys(const unsigned long long *partialKeys,
                                             int *__restrict__ token) {
-  unsigned long long key = 0;
-  for (int i = threadIdx.x; i < PartialKeys; i += Threads)
-    key = detail::maxKey(key, partialKeys[i]);
-  key = detail::blockMaxKey<Threads>(key);
+  const int t = detail::tokenOfKeys<PartialKeys, Threads>(partialKeys);
   if (threadIdx.x == 0)
-    *token = detail::argmaxKeyIndex(key);
+    *token = t;
 }
 #endif // LLAMAC_DEVICE_CODE
 

@@ -74,7 +74,7 @@ matmul_qkv_rope_kv(const float *x, const T *__restrict__ wq, const T *__restrict
         detail::ropeCosSin<HeadSize>(pair.local % HeadSize, p, theta, c, s);
     }
     __device__ void afterWait(int) {}
-  } rotation{*pos, theta};
+  } rotation{detail::positionBeforeWait(pos), theta};
   auto epilogue = [&](int task, const float(&dots)[2]) {
     const Pair pair(task);
     float v0 = dots[0], v1 = dots[1];

@@ -15,12 +15,13 @@
 // greedy_chain_start (the embedding) and then greedy_chain_step n times,
 // whose classifier advances pos and whose last kernel feeds the token back
 // and writes the next step's embedding (codegen/kernels/advance.cuh); plans
-// without those functions (persistent ones) replay @decode_greedy and the
-// advance_greedy kernel n times instead.
+// without those functions (persistent ones; tensor parallel ranks step one
+// by one) replay @decode_greedy and the advance_greedy kernel n times
+// instead.
 //
 // On sm_90 and later the launches are programmatic dependent launches: each
-// kernel starts while the one before it finishes, loads its weights into registers and
-// waits (griddepcontrol) before reading what that kernel wrote.
+// kernel starts while the one before it finishes, loads its weights into
+// registers and waits (griddepcontrol) before reading what that kernel wrote.
 // LLAMAC_NO_PDL=1 turns that off, for comparison.
 //
 // LLAMAC_CUDA_SYNC=1 launches kernels one by one with a synchronization after
@@ -490,7 +491,10 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   }
   for (Launch &launch : program.launches)
     for (uint64_t &slot : launch.storage) launch.params.push_back(&slot);
-  if (syncEachLaunch_) return llvm::Error::success();
+  // The chain's parts run only inside the chain's graph (captureChain).
+  if (syncEachLaunch_ || f.name() == "advance_greedy" || f.name() == "greedy_chain_start" ||
+      f.name() == "greedy_chain_step")
+    return llvm::Error::success();
 
   // Capture the launch list once; each step replays it.
   return capture([&] { return launchAll(program); }, program.graph);

@@ -312,8 +312,9 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
 
 // gemv.cuh's launch::gemvLaunchesNextAfterPreloads: with 16-bit weights a
 // matmul kernel lets the next kernel launch only once it has issued its
-// preloads, before its wait; with f32 weights at its start, before any load. So does the chained classifier,
-// whose block 0 first waits and advances pos (advance.cuh).
+// preloads, before its wait; with f32 weights at its start, before any load.
+// So does the chained classifier, whose block 0 first waits, stores pos and
+// fences it, before any trigger (advance.cuh).
 TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights) {
   auto nvrtc = Nvrtc::load();
   if (!nvrtc) {
@@ -345,6 +346,13 @@ TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights)
       else
         EXPECT_LT(triggerAt, loadAt) << kernel.name << ": the next kernel launches at the start";
       EXPECT_EQ(ptx.find(trigger, waitAt), std::string::npos) << kernel.name << ": a trigger after the wait";
+      if (advances) {
+        // Block 0: wait, store pos, fence, and only then any trigger.
+        const size_t firstWait = ptx.find(wait), fence = ptx.find("membar.gl", firstWait);
+        EXPECT_LT(firstWait, ptx.find(trigger)) << kernel.name << ": a trigger before block 0's wait";
+        EXPECT_LT(ptx.find("st.global", firstWait), fence) << kernel.name << ": pos is stored after the wait";
+        EXPECT_LT(fence, ptx.find(trigger)) << kernel.name << ": the store is fenced before any trigger";
+      }
     }
   }
 }
