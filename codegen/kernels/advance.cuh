@@ -87,11 +87,7 @@ template <typename T> __device__ __forceinline__ void advance_position(int *pos,
     }
     __syncthreads();
   }
-  detail::allowDependentLaunchAtStart(w);
-#if __CUDA_ARCH__ >= 900 && LLAMAC_EXPERIMENT_LATE_TRIGGER
-  if (detail::blockX() == 0)
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  detail::allowDependentLaunchAtStart(w); // (the late-trigger experiment: at the template's wait)
 }
 #endif // !LLAMAC_PERSISTENT
 

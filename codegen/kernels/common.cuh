@@ -290,7 +290,8 @@ __device__ __forceinline__ TimelineRecord *timelineRecord(unsigned slot) {
 #endif
 
 /// LetNextLaunch = false: never the late trigger's launch here (advance.cuh's
-/// advance_position lets the next kernel launch only after its own store).
+/// advance_position: block 0 stores pos after this wait; under the late
+/// trigger, its template's own wait later lets the next kernel launch).
 template <bool LetNextLaunch = true> __device__ __forceinline__ void waitForPreviousKernel() {
 #ifdef LLAMAC_TIMELINE
   unsigned long long waits = globalTimer();

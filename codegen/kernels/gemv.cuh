@@ -146,9 +146,9 @@ LLAMAC_HOST_DEVICE constexpr unsigned gemvPinnedLoads(unsigned k, unsigned eleme
 /// timing experiment may force it for every matmul kernel
 /// (LLAMAC_NVRTC_OPTIONS=-DLLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS=0 or
 /// 1).
-LLAMAC_HOST_DEVICE constexpr bool gemvLaunchesNextAfterPreloads(unsigned elementBytes) {
+LLAMAC_HOST_DEVICE constexpr bool gemvLaunchesNextAfterPreloads([[maybe_unused]] unsigned elementBytes) {
 #ifdef LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS
-  return LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS != 0 && elementBytes > 0; // (reads the parameter)
+  return LLAMAC_EXPERIMENT_LAUNCH_NEXT_AFTER_PRELOADS != 0;
 #else
   return elementBytes == 2;
 #endif
@@ -249,12 +249,18 @@ struct NoEarlyWork {
   __device__ __forceinline__ void afterWait(int) {}
 };
 
-/// warpDots at its task's first batch, once the batch's preloads are issued:
-/// `early`'s work around the wait, which only the warp's first task (xScale
-/// negative) waits at, setting xScale (inputScaleAfterWait<K, Rms>). Returns
+/// warpDots at its task's first batch, once the batch's preloads (of weights
+/// of type T) are issued: `early`'s work around the wait, which only the
+/// warp's first task (xScale negative) waits at, setting xScale
+/// (inputScaleAfterWait<K, Rms>); that task first lets the next kernel
+/// launch where launch::gemvLaunchesNextAfterPreloads says so. Returns
 /// whether this was the first task.
-template <int K, bool Rms, typename Early>
+template <int K, bool Rms, typename T, typename Early>
 __device__ __forceinline__ bool startTask(const float *x, float eps, float &xScale, Early &early, int task) {
+  if constexpr (launch::gemvLaunchesNextAfterPreloads(sizeof(T))) {
+    if (xScale < 0.0f)
+      allowDependentLaunch();
+  }
   bool first = false;
   early.beforeWait(task);
   if (xScale < 0.0f) {
@@ -324,12 +330,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
         }
       }
       bool firstTask = false;
-      if constexpr (launch::gemvLaunchesNextAfterPreloads(sizeof(T))) {
-        if (firstBatch && xScale < 0.0f) // the warp's first task, its preloads issued
-          allowDependentLaunch();
-      }
       if (firstBatch) {
-        firstTask = startTask<K, RmsPrologue && !kXInRegisters>(x, eps, xScale, early, task);
+        firstTask = startTask<K, RmsPrologue && !kXInRegisters, T>(x, eps, xScale, early, task);
         // Plain loads in asm volatile as well: NVVM would hoist invariant
         // ones above the wait, and ptxas then places them as it likes.
 #pragma unroll
@@ -404,12 +406,8 @@ __device__ __forceinline__ void warpDots(const float *x, float eps, const T *con
             w[u][r] = rows[r][k];
         }
       }
-      if constexpr (launch::gemvLaunchesNextAfterPreloads(sizeof(T))) {
-        if (base == 0 && xScale < 0.0f)
-          allowDependentLaunch();
-      }
       if (base == 0)
-        startTask<K, RmsPrologue>(x, eps, xScale, early, task);
+        startTask<K, RmsPrologue, T>(x, eps, xScale, early, task);
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         const int k = base + u * kStride + lane;
