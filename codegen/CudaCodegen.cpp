@@ -154,6 +154,7 @@ private:
     int embeddingDim = 0, tableRows = 0; // 0: the function does not start with an embedding
     DType tableType = DType::f32;
     bool classifier = false; // it ends with matmul_argmax over tableRows rows: the forms below are set
+    int classifierLaunch = -1; // the index of the classifier's first launch
     KernelWrapper classifierKernel, keysKernel; // the chained forms
     launch::Shape classifierShape;
     std::vector<Arg> classifierArgs, keysArgs;
@@ -334,6 +335,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     break;
   }
   case OpKind::MatMulArgMax: {
+    chain.classifierLaunch = function_->launches_size();
     unsigned partials = matmulArgmaxKeys();
     int threads = persistent_ ? launch::kPersistentThreads : launch::kArgmaxThreads;
     launch(argmaxKeysKernel(int(partials), threads), launch::argmaxKeys(threads), {scratch(), arena(y)}, text);
@@ -449,17 +451,10 @@ bool Emitter::emitGreedyChain(const Function &greedy) {
   if (emitted == plan_.functions().end()) return false;
   const plan::Function step = *emitted; // a copy: adding functions below
   const int n = step.launches_size();
-  // One launch per op, the embedding first (it waits before it lets the
-  // next kernel launch) and the classifier's two last; no persistent kernel,
-  // no collective.
-  if (n < 3 || llvm::any_of(step.launches(), [](const plan::Function::Launch &l) {
-        return l.persistent() || (l.has_collective() && l.collective().kind() != Collective::NONE);
-      }))
-    return false;
-  if (kernels_[step.launches(0).kernel()].waits != Wait::FirstOfStep ||
-      !llvm::StringRef(kernels_[step.launches(n - 2).kernel()].name).startswith("matmul_argmax_") ||
-      !llvm::StringRef(kernels_[step.launches(n - 1).kernel()].name).startswith("argmax_keys_"))
-    return false;
+  // The launches as emitted, the embedding's first (it waits before it lets
+  // the next kernel launch) and the classifier's two last: not where a
+  // persistent kernel replaced them.
+  if (chain.classifierLaunch != n - 2) return false;
   phasesOk_ = false;
   function_ = plan_.add_functions();
   function_->set_name("greedy_chain_start");

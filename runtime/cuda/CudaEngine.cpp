@@ -167,7 +167,13 @@ public:
 private:
   llvm::Error loadKernels(const LoadedPlan &plan, llvm::raw_ostream *log, std::vector<CUfunction> &functions);
   llvm::Error uploadWeights(const LoadedPlan &plan, llvm::raw_ostream *log);
-  llvm::Error prepare(const plan::Function &f, const std::vector<CUfunction> &functions, Program &program);
+  /// Resolves f's launches into `program`; with `ownGraph`, also captures
+  /// them as the program's graph (the chain's parts run only in captureChain's).
+  llvm::Error prepare(const plan::Function &f, const std::vector<CUfunction> &functions, Program &program,
+                      bool ownGraph);
+  /// Whether the plan chains with greedy_chain_start and greedy_chain_step
+  /// (else with @decode_greedy and advance_greedy).
+  bool chainsWholeSteps() const { return !chainStart_.launches.empty() && !chainStep_.launches.empty(); }
   llvm::Error launchAll(const Program &program);
   llvm::Error run(const Program &program, int token, int pos);
   llvm::Error checkStep(int token, int pos) const;
@@ -267,7 +273,7 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
                        : f.name() == "greedy_chain_step"  ? &chainStep_
                                                           : nullptr;
     if (!program) continue;
-    if (auto e = prepare(f, functions, *program)) return e;
+    if (auto e = prepare(f, functions, *program, program == &logits_ || program == &greedy_)) return e;
     outputBytes = std::max(outputBytes, program->outputBytes);
   }
   if (logits_.launches.empty() || greedy_.launches.empty())
@@ -280,8 +286,8 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   }
   // Plans from before advance_greedy, LLAMAC_CUDA_SYNC=1 and the ranks of a
   // tensor parallel plan (whose engine steps them together) step one by one.
-  bool chains = !advance_.launches.empty() || (!chainStart_.launches.empty() && !chainStep_.launches.empty());
-  if (chainLength_ > 1 && chains && !syncEachLaunch_ && !rank_.collective)
+  if (chainLength_ > 1 && (chainsWholeSteps() || !advance_.launches.empty()) && !syncEachLaunch_ &&
+      !rank_.collective)
     if (auto e = captureChain()) return e;
   if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
     return e;
@@ -408,7 +414,7 @@ llvm::Error CudaEngine::uploadWeights(const LoadedPlan &plan, llvm::raw_ostream 
 }
 
 llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfunction> &functions,
-                                Program &program) {
+                                Program &program, bool ownGraph) {
   program.outputOffset = f.output().offset();
   program.outputBytes = f.output().bytes();
   if (program.outputOffset + program.outputBytes > arenaBytes_)
@@ -491,10 +497,7 @@ llvm::Error CudaEngine::prepare(const plan::Function &f, const std::vector<CUfun
   }
   for (Launch &launch : program.launches)
     for (uint64_t &slot : launch.storage) launch.params.push_back(&slot);
-  // The chain's parts run only inside the chain's graph (captureChain).
-  if (syncEachLaunch_ || f.name() == "advance_greedy" || f.name() == "greedy_chain_start" ||
-      f.name() == "greedy_chain_step")
-    return llvm::Error::success();
+  if (syncEachLaunch_ || !ownGraph) return llvm::Error::success();
 
   // Capture the launch list once; each step replays it.
   return capture([&] { return launchAll(program); }, program.graph);
@@ -583,7 +586,7 @@ llvm::Error CudaEngine::checkStep(int token, int pos) const {
 llvm::Error CudaEngine::captureChain() {
   return capture(
       [&]() -> llvm::Error {
-        if (!chainStep_.launches.empty()) {
+        if (chainsWholeSteps()) {
           if (auto e = launchAll(chainStart_)) return e;
           for (int i = 0; i < chainLength_; ++i)
             if (auto e = launchAll(chainStep_)) return e;

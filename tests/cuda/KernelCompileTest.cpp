@@ -240,12 +240,16 @@ TEST(KernelCompile, AllTemplatesAllArchsWithoutWarnings) {
     ADD_FAILURE() << failure;
 }
 
-TEST(KernelCompile, PtxForACompute) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
+/// The tests after AllTemplatesAllArchsWithoutWarnings need NVRTC too; where
+/// it is missing, that test fails or says why it skips, and they skip.
+#define SKIP_WITHOUT_NVRTC()                                                    \
+  if (auto nvrtc = Nvrtc::load(); !nvrtc) {                                     \
+    llvm::consumeError(nvrtc.takeError());                                      \
+    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";           \
   }
+
+TEST(KernelCompile, PtxForACompute) {
+  SKIP_WITHOUT_NVRTC();
   auto compiled = runtime::cuda::compileCuda(programSource({addKernel(5)}), "add.cu", "compute_80", {},
                                              kernelHeaders());
   ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
@@ -262,11 +266,7 @@ TEST(KernelCompile, PtxForACompute) {
 // cuobjdump (bench/NOTES.md, sessions 6 to 8); this checks that the PTX asks
 // for it.
 TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   const std::string pinnedLoad = "ld.global.L1::no_allocate.v4.u32", invariantLoad = "ld.global.nc.v4",
                     wait = "griddepcontrol.wait";
   auto count = [](const std::string &text, const std::string &what, size_t from, size_t to) {
@@ -316,11 +316,7 @@ TEST(KernelCompile, PinnedPreloadsComeBeforeTheWait) {
 // So does the chained classifier, whose block 0 first waits, stores pos and
 // fences it, before any trigger (advance.cuh).
 TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   const std::string pinnedLoad = "ld.global.L1::no_allocate.v4.u32", wait = "griddepcontrol.wait",
                     trigger = "griddepcontrol.launch_dependents";
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {
@@ -362,11 +358,7 @@ TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights)
 // one's shared memory; before it, the same source merges over global memory,
 // with no cluster instruction.
 TEST(KernelCompile, AttentionPartsAreAClusterOnlyFromSm90) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   for (int parts : {1, 4}) {
     KernelWrapper kernel = attentionSplitKernel(12, 12, 64, 1024, DType::f32, parts);
     for (const char *arch : {"compute_80", "compute_90"}) {
@@ -390,11 +382,7 @@ TEST(KernelCompile, AttentionPartsAreAClusterOnlyFromSm90) {
 // the runtime recompiles with build, and the kernels then stamp the timer;
 // without them they do not.
 TEST(KernelCompile, TimelineStampsOnlyWhenCompiledIn) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   const std::vector<std::string> timeline = {"-DLLAMAC_TIMELINE=0x7f0000000000ull", "-DLLAMAC_TIMELINE_CAPACITY=1024u",
                                              "-DLLAMAC_TIMELINE_KERNEL=3u", "-DLLAMAC_TIMELINE_MARK=6"};
   for (const KernelWrapper &kernel : {matmulSwigluKernel(2048, 768, DType::f16, true, 1),
@@ -411,11 +399,7 @@ TEST(KernelCompile, TimelineStampsOnlyWhenCompiledIn) {
 }
 
 TEST(KernelCompile, ErrorsCarryTheLog) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   auto compiled = runtime::cuda::compileCuda("extern \"C\" __global__ void k() { undeclared(); }",
                                              "broken.cu", "sm_80");
   ASSERT_FALSE(bool(compiled));
@@ -430,11 +414,7 @@ TEST(KernelCompile, ErrorsCarryTheLog) {
 }
 
 TEST(KernelCompile, WarningsReachTheCaller) {
-  auto nvrtc = Nvrtc::load();
-  if (!nvrtc) {
-    llvm::consumeError(nvrtc.takeError());
-    GTEST_SKIP() << "covered by AllTemplatesAllArchsWithoutWarnings";
-  }
+  SKIP_WITHOUT_NVRTC();
   // An unused variable is a warning, not an error: the log must show it.
   auto compiled = runtime::cuda::compileCuda(
       "extern \"C\" __global__ void k(int* p) { int unused = 3; *p = 1; }", "warn.cu", "sm_80");
