@@ -271,10 +271,11 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   ChainParts &chain = chainParts_[op.parent()->name()];
   auto matmulArgmaxKeys = [&] {
     int n = dim(1, 0), s = split(n, 1);
-    unsigned partials = launch::matmulArgmaxPartials(n, s);
+    launch::Shape shape = launch::matmulArgmax(n, dim(1, 1), byteSize(wtype(1)), s);
+    unsigned partials = shape.gridX;
     needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), launch::matmulArgmax(n, s),
-           {arena(x(0)), weight(x(1)), scratch()}, text);
+    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), shape, {arena(x(0)), weight(x(1)), scratch()},
+           text);
     return partials;
   };
   const Value *y = op.result();
@@ -346,7 +347,7 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     if (chain.classifier) {
       int n = dim(1, 0), s = split(n, 1);
       chain.classifierKernel = matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s, /*advancesPosition=*/true);
-      chain.classifierShape = launch::matmulArgmax(n, s);
+      chain.classifierShape = launch::matmulArgmax(n, dim(1, 1), byteSize(wtype(1)), s);
       chain.classifierArgs = {arena(x(0)), weight(x(1)), scratch(), step(Arg::POS)};
       chain.classifierText = text + " (advancing pos: greedy_chain_step)";
       chain.keysKernel = argmaxKeysChainedKernel(int(partials), chain.embeddingDim, chain.tableType);

@@ -4,12 +4,14 @@
 // Math:   t = argmax_n sum_k (x[k] * s) * W[n][k]   (s as in matmul.cuh; argmax
 //         as in argmax.cuh: lowest index on ties). The logits never reach memory.
 // Launch: two kernels, deterministic, with no state to reset between steps:
-//   1. matmul_argmax<N, K, T, Rms, Split>: launch::matmulArgmax(N, Split),
-//      ceil(N * Split / 8) blocks of 256 threads, Split warps per row; block b
-//      writes the packed key of its best row to partialKeys[b].
+//   1. matmul_argmax<N, K, T, Rms, Split>: launch::matmulArgmax(N, K, sizeof(T), Split),
+//      ceil(N * Split / 8) blocks of 256 threads, Split warps per row, for
+//      short rows at most kMatmulArgmaxMaxBlocks (past it each warp group takes every
+//      (blocks * 8 / Split)-th row from its first); block b writes the packed
+//      key of its best row to partialKeys[b].
 //   2. argmax_keys<P, Threads>: launch::argmaxKeys(Threads), 1 block of 1024
 //      threads (256 in the persistent kernel), reduces the
-//      P = launch::matmulArgmaxPartials(N, Split) keys to the token.
+//      P = launch::matmulArgmaxPartials(N, K, sizeof(T), Split) keys to the token.
 //   Scratch: P 8-byte keys.
 // Bytes:  N*K*sizeof(T) + K*4 + 8*P*2. stories110M wcls (32000x768 f32): 98 MB,
 //         33 us at 3 TB/s, the largest single read of a step.
@@ -34,12 +36,29 @@
 namespace llamac {
 namespace launch {
 
-/// Every block leaves a key of its own: the whole grid runs.
-LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned split) {
-  return {gemv(n, split).gridX, 1, launch::kGemvThreads, 0, false};
+/// The most blocks of a classifier whose rows are each at most one batch of
+/// kGemvUnroll loads per lane: beyond it each warp takes several rows in
+/// turn (gemvTasks), so that fewer blocks start and end, and fewer keys
+/// reach the second stage. Measured side by side on the H100 against one row
+/// per warp (bench/NOTES.md, session 11), stories110M's 32000 rows: 4,000
+/// blocks 49.5% (f16) and 74.5% (f32) of the floor; 2,048 blocks 49.8-50.1%
+/// and 75.2-75.3%; 1,024 49.8-49.9% and 74.8-75.0%; 528 49.7% and
+/// 74.8-75.0%. Llama-3.2-1B bf16 (16,032 blocks, 8 loads per lane) stays at
+/// 84.5-84.7% with 4,096 or 2,048. Longer rows (Llama-3-8B's, 16 loads per
+/// lane) keep one per warp: not measured capped.
+[[maybe_unused]] constexpr unsigned kMatmulArgmaxMaxBlocks = 2048;
+
+/// Every block leaves a key of its own: the whole grid runs. `k` elements of
+/// `elementBytes` bytes per row.
+LLAMAC_HOST_DEVICE constexpr Shape matmulArgmax(unsigned n, unsigned k, unsigned elementBytes, unsigned split) {
+  const unsigned blocks = gemv(n, split).gridX;
+  const bool capped = ceilDiv(gemvRowLoads(k, elementBytes), kWarpSize * split) <= unsigned(kGemvUnroll) &&
+                      blocks > kMatmulArgmaxMaxBlocks;
+  return {capped ? kMatmulArgmaxMaxBlocks : blocks, 1, launch::kGemvThreads, 0, false};
 }
-LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n, unsigned split) {
-  return matmulArgmax(n, split).gridX;
+LLAMAC_HOST_DEVICE constexpr unsigned matmulArgmaxPartials(unsigned n, unsigned k, unsigned elementBytes,
+                                                           unsigned split) {
+  return matmulArgmax(n, k, elementBytes, split).gridX;
 }
 LLAMAC_HOST_DEVICE constexpr Shape argmaxKeys(unsigned threads) { return {1, 1, threads, 0}; }
 
@@ -51,17 +70,11 @@ __device__ __forceinline__ void matmul_argmax(const float *x, const T *__restric
                                               unsigned long long *__restrict__ partialKeys,
                                               float eps) {
   __shared__ unsigned long long warpKeys[launch::kGemvWarps];
-  const int row = detail::gemvWarpTask<Split>();
   const int warp = threadIdx.x / launch::kWarpSize, lane = threadIdx.x % launch::kWarpSize;
   unsigned long long key = 0; // rows past N take part as "nothing"
-  if (row < N) {
-    const T *rows[1] = {w + (size_t)row * K};
-    float dot[1], xScale = -1.0f;
-    detail::NoEarlyWork early;
-    detail::warpDots<K, T, 1, RmsPrologue, Split>(x, eps, rows, dot, xScale, early, row);
-    if (warp % Split == 0) // the task's other warps hold the same sum
-      key = detail::argmaxKey(dot[0], (unsigned)row);
-  }
+  detail::gemvTasks<K, T, 1, RmsPrologue, Split>(
+      x, eps, N, [&](int row, int) { return w + (size_t)row * K; },
+      [&](int row, const float (&dot)[1]) { key = detail::maxKey(key, detail::argmaxKey(dot[0], (unsigned)row)); });
   if (lane == 0)
     warpKeys[warp] = key;
   __syncthreads();

@@ -140,8 +140,14 @@ TEST(KernelLaunch, ShapesCoverTheWork) {
   EXPECT_EQ(launch::matmul(257, 4).gridX, 129u); // 2 rows per block
   EXPECT_EQ(launch::matmul(257, 1).blockX, 256u);
   EXPECT_EQ(launch::matmulQkvRopeKv(96, 32, 1).gridX, 10u); // 80 row pairs
-  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 1), 4000u);
-  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 2), 8000u);
+  // Rows of at most one batch per lane: at most kMatmulArgmaxMaxBlocks
+  // blocks, rows in turn; longer rows one per warp.
+  EXPECT_EQ(launch::matmulArgmaxPartials(16000, 768, 2, 1), 2000u);
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 768, 2, 1), 2048u);  // stories110M f16: 3 loads per lane
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 768, 4, 2), 2048u);  // f32 in pairs of warps: 3
+  EXPECT_EQ(launch::matmulArgmaxPartials(128256, 2048, 2, 1), 2048u); // Llama-3.2-1B: 8
+  EXPECT_EQ(launch::matmulArgmaxPartials(128256, 4096, 2, 1), 16032u); // Llama-3-8B: 16
+  EXPECT_EQ(launch::matmulArgmaxPartials(32000, 250, 4, 1), 2048u);    // scalar path: 250 loads, 8 per lane
   // Splits: 2 or 4 warps for one-row tasks of matrices up to 16 MB (fewer
   // where fewer give 192 blocks and 8 loads per lane), 1 for their row pairs;
   // larger matrices: one-row tasks 1 up to 32 loads per lane, else (and row

@@ -655,10 +655,11 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
     bool rms;
     DType type;
   };
+  // 32000 rows: more than kMatmulArgmaxMaxBlocks blocks take one per warp.
   const Size sizes[] = {{257, 250, true, DType::f32}, {32000, 64, false, DType::f16}, {4099, 264, true, DType::bf16}};
   for (const Size &s : sizes)
     for (int split : splitsFor(s.n, s.k, s.type, 1, 4)) {
-      const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
+      const unsigned partials = launch::matmulArgmaxPartials(s.n, s.k, ir::byteSize(s.type), split);
       KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, s.rms, split);
       KernelWrapper stage2 = argmaxKeysKernel(int(partials), launch::kArgmaxThreads);
       Kernels kernels({stage1, stage2});
@@ -682,7 +683,8 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
         DeviceBuffer xBuffer(x), wBuffer(w.bytes), keys(partials * 8), token(4);
         keys.fill(kNaNBits);
         token.fill(0xffffffffu);
-        kernels.run(stage1, launch::matmulArgmax(s.n, split), xBuffer.ptr, wBuffer.ptr, keys.ptr);
+        kernels.run(stage1, launch::matmulArgmax(s.n, s.k, ir::byteSize(s.type), split), xBuffer.ptr, wBuffer.ptr,
+                    keys.ptr);
         kernels.run(stage2, launch::argmaxKeys(launch::kArgmaxThreads), keys.ptr, token.ptr);
         EXPECT_EQ(token.read<int>()[0], expected) << stage1.name << ", tie " << gap << " rows apart";
       }
@@ -698,10 +700,11 @@ TEST_F(KernelGpuTest, ChainedClassifier) {
     int n, k;
     DType type;
   };
-  const Size sizes[] = {{257, 250, DType::f32}, {4099, 264, DType::bf16}};
+  // The last: more rows than kMatmulArgmaxMaxBlocks blocks take one per warp.
+  const Size sizes[] = {{257, 250, DType::f32}, {4099, 264, DType::bf16}, {20011, 72, DType::f16}};
   for (const Size &s : sizes) {
     const int split = defaultSplit(s.n, s.k, s.type, 1);
-    const unsigned partials = launch::matmulArgmaxPartials(s.n, split);
+    const unsigned partials = launch::matmulArgmaxPartials(s.n, s.k, ir::byteSize(s.type), split);
     KernelWrapper stage1 = matmulArgmaxKernel(s.n, s.k, s.type, true, split, /*advancesPosition=*/true);
     KernelWrapper stage2 = argmaxKeysChainedKernel(int(partials), s.k, s.type);
     Kernels kernels({stage1, stage2});
@@ -719,7 +722,8 @@ TEST_F(KernelGpuTest, ChainedClassifier) {
         history(std::vector<int>{5, -1, -1, -1, -1}), next(s.k * 4);
     keys.fill(kNaNBits);
     next.fill(kNaNBits);
-    kernels.run(stage1, launch::matmulArgmax(s.n, split), xBuffer.ptr, wBuffer.ptr, keys.ptr, pos.ptr);
+    kernels.run(stage1, launch::matmulArgmax(s.n, s.k, ir::byteSize(s.type), split), xBuffer.ptr, wBuffer.ptr,
+                keys.ptr, pos.ptr);
     EXPECT_EQ(pos.read<int>()[0], 8) << stage1.name;
     kernels.run(stage2, launch::argmaxKeys(launch::kArgmaxThreads), keys.ptr, pos.ptr, history.ptr, token.ptr,
                 wBuffer.ptr, next.ptr);
