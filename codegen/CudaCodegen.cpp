@@ -153,7 +153,8 @@ private:
   struct ChainParts {
     int embeddingDim = 0, tableRows = 0; // 0: the function does not start with an embedding
     DType tableType = DType::f32;
-    bool classifier = false; // it ends with matmul_argmax over tableRows rows: the forms below are set
+    bool classifier = false; // it starts with the embedding and ends with matmul_argmax over tableRows rows:
+                             // the forms below are set
     int classifierLaunch = -1; // the index of the classifier's first launch
     KernelWrapper classifierKernel, keysKernel; // the chained forms
     launch::Shape classifierShape;
@@ -266,17 +267,22 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
   };
   bool rms = op.hasAttr(AttrKey::rms_eps);
   float eps = rms ? float(op.floatAttr(AttrKey::rms_eps)) : 1e-5f;
-  // The classifier's first stage (matmul_argmax, matmul_argmax_shard): each
-  // block's best row as a packed key in scratch; returns how many keys.
   ChainParts &chain = chainParts_[op.parent()->name()];
+  // The classifier (matmul_argmax, matmul_argmax_shard): its kernel and
+  // launch shape, also for the chained step's form; matmulArgmaxKeys launches
+  // its first stage, each block's best row as a packed key in scratch, and
+  // returns how many keys.
+  auto classifierKernel = [&](bool advancesPosition) {
+    return matmulArgmaxKernel(dim(1, 0), dim(1, 1), wtype(1), rms, eps, split(dim(1, 0), 1), advancesPosition);
+  };
+  auto classifierShape = [&] {
+    return launch::matmulArgmax(dim(1, 0), dim(1, 1), byteSize(wtype(1)), split(dim(1, 0), 1));
+  };
   auto matmulArgmaxKeys = [&] {
-    int n = dim(1, 0), s = split(n, 1);
-    launch::Shape shape = launch::matmulArgmax(n, dim(1, 1), byteSize(wtype(1)), s);
-    unsigned partials = shape.gridX;
-    needScratch(uint64_t(partials) * 8);
-    launch(matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s), shape, {arena(x(0)), weight(x(1)), scratch()},
-           text);
-    return partials;
+    launch::Shape shape = classifierShape();
+    needScratch(uint64_t(shape.gridX) * 8);
+    launch(classifierKernel(false), shape, {arena(x(0)), weight(x(1)), scratch()}, text);
+    return shape.gridX;
   };
   const Value *y = op.result();
   Arg pos = step(Arg::POS);
@@ -345,9 +351,8 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     chain.classifier = op.parent()->ops().back().get() == &op && chain.embeddingDim > 0 &&
                        chain.tableRows == dim(1, 0);
     if (chain.classifier) {
-      int n = dim(1, 0), s = split(n, 1);
-      chain.classifierKernel = matmulArgmaxKernel(n, dim(1, 1), wtype(1), rms, eps, s, /*advancesPosition=*/true);
-      chain.classifierShape = launch::matmulArgmax(n, dim(1, 1), byteSize(wtype(1)), s);
+      chain.classifierKernel = classifierKernel(/*advancesPosition=*/true);
+      chain.classifierShape = classifierShape();
       chain.classifierArgs = {arena(x(0)), weight(x(1)), scratch(), step(Arg::POS)};
       chain.classifierText = text + " (advancing pos: greedy_chain_step)";
       chain.keysKernel = argmaxKeysChainedKernel(int(partials), chain.embeddingDim, chain.tableType);
@@ -411,8 +416,8 @@ llvm::Error Emitter::emitOp(const Op &op, const ValueNumbering &names) {
     break;
   case OpKind::MatMulArgMaxShard: {
     unsigned partials = matmulArgmaxKeys();
-    launch(argmaxShardKeyKernel(int(partials), dim(1, 0)), launch::argmaxShardKey(), {scratch(), step(Arg::RANK), arena(y)},
-           text);
+    launch(argmaxShardKeyKernel(int(partials), dim(1, 0)), launch::argmaxShardKey(),
+           {scratch(), step(Arg::RANK), arena(y)}, text);
     break;
   }
   case OpKind::ArgMaxReduce: {
@@ -446,7 +451,7 @@ void Emitter::emitAdvanceGreedy(const Function &greedy) {
 
 bool Emitter::emitGreedyChain(const Function &greedy) {
   auto parts = chainParts_.find(greedy.name());
-  if (parts == chainParts_.end() || parts->second.embeddingDim == 0 || !parts->second.classifier) return false;
+  if (parts == chainParts_.end() || !parts->second.classifier) return false;
   const ChainParts &chain = parts->second;
   auto emitted = llvm::find_if(plan_.functions(), [&](const plan::Function &f) { return f.name() == greedy.name(); });
   if (emitted == plan_.functions().end()) return false;

@@ -40,9 +40,9 @@
 //     llamac::advance_greedy(produced, token, pos, history);
 //   }
 //   extern "C" __global__ void __launch_bounds__(1024)
-//   argmax_keys_chained_p4000_d768_f16(const unsigned long long* keys, const int* pos, int* history,
+//   argmax_keys_chained_p2048_d768_f16(const unsigned long long* keys, const int* pos, int* history,
 //                                      int* token, const llamac::f16* table, float* x) {
-//     llamac::argmax_keys_chained<4000, 768, llamac::f16>(keys, pos, history, token, table, x);
+//     llamac::argmax_keys_chained<2048, 768, llamac::f16>(keys, pos, history, token, table, x);
 //   }
 //   (matmul_argmax_..._advance: as in matmul_argmax.cuh, with `int* pos`,
 //   starting with llamac::advance_position(pos, w) where the others let

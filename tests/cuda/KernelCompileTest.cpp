@@ -328,7 +328,8 @@ TEST(KernelCompile, MatmulsLaunchTheNextKernelAfterTheirPreloadsFor16BitWeights)
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {
     const bool afterLoads = t != DType::f32;
     EXPECT_EQ(launch::gemvLaunchesNextAfterPreloads(ir::byteSize(t)), afterLoads);
-    for (const KernelWrapper &kernel : {matmulAddKernel(768, 768, t, false, 2), matmulSwigluKernel(2048, 768, t, true, 1),
+    for (const KernelWrapper &kernel : {matmulAddKernel(768, 768, t, false, 2),
+                                        matmulSwigluKernel(2048, 768, t, true, 1),
                                         matmulQkvRopeKvKernel(768, 768, 768, 64, t, true, 1),
                                         matmulArgmaxKernel(32000, 768, t, true, 1, /*advancesPosition=*/true)}) {
       auto compiled = runtime::cuda::compileCuda(programSource({kernel}), kernel.name + ".cu", "compute_90", {},

@@ -666,8 +666,13 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
       std::vector<float> x = randomVector(rng, s.k);
       // A planted best row (its signs follow x), and a copy of it further on:
       // the copy ties exactly, and the lower index must win. Once with the two
-      // rows in different blocks, once in the same block.
-      for (int gap : {50, 1}) {
+      // rows in different blocks, once in the same block, and where the grid
+      // is capped once in the same warp (its next row, a grid's tasks later).
+      std::vector<int> gaps = {50, 1};
+      const int taskStride = int(partials) * launch::kGemvWarps / split;
+      if (taskStride < s.n && s.n / 3 + taskStride < s.n)
+        gaps.push_back(taskStride);
+      for (int gap : gaps) {
         std::vector<float> values = randomVector(rng, size_t(s.n) * s.k);
         int best = s.n / 3, copy = best + gap;
         for (int i = 0; i < s.k; ++i) {
