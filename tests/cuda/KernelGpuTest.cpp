@@ -655,7 +655,8 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
     bool rms;
     DType type;
   };
-  // 32000 rows: more than kMatmulArgmaxMaxBlocks blocks take one per warp.
+  // 32000 rows of one load per lane: the grid is capped at kMatmulArgmaxMaxBlocks
+  // blocks, and each warp takes two rows in turn.
   const Size sizes[] = {{257, 250, true, DType::f32}, {32000, 64, false, DType::f16}, {4099, 264, true, DType::bf16}};
   for (const Size &s : sizes)
     for (int split : splitsFor(s.n, s.k, s.type, 1, 4)) {
@@ -670,7 +671,7 @@ TEST_F(KernelGpuTest, MatmulArgmax) {
       // is capped once in the same warp (its next row, a grid's tasks later).
       std::vector<int> gaps = {50, 1};
       const int taskStride = int(partials) * launch::kGemvWarps / split;
-      if (taskStride < s.n && s.n / 3 + taskStride < s.n)
+      if (s.n / 3 + taskStride < s.n)
         gaps.push_back(taskStride);
       for (int gap : gaps) {
         std::vector<float> values = randomVector(rng, size_t(s.n) * s.k);
@@ -705,7 +706,8 @@ TEST_F(KernelGpuTest, ChainedClassifier) {
     int n, k;
     DType type;
   };
-  // The last: more rows than kMatmulArgmaxMaxBlocks blocks take one per warp.
+  // The last: more rows than the capped grid (kMatmulArgmaxMaxBlocks blocks)
+  // has warps, so each warp takes rows in turn.
   const Size sizes[] = {{257, 250, DType::f32}, {4099, 264, DType::bf16}, {20011, 72, DType::f16}};
   for (const Size &s : sizes) {
     const int split = defaultSplit(s.n, s.k, s.type, 1);
