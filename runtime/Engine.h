@@ -34,7 +34,13 @@ public:
   /// (engine memory, valid until the next step). The default loops
   /// stepGreedy; the CUDA engine runs greedyChainLength() steps from one
   /// graph, with no host round trip between them.
-  virtual llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count);
+  ///
+  /// `then`: how many steps the caller asks for next, continuing from this
+  /// call's last output at pos + count (0: none, or not known). The CUDA
+  /// engine starts a chain of that many before it waits for this one, so the
+  /// device does not idle while the host reads these tokens; the next call
+  /// that continues so finds it running. Any other call discards it.
+  virtual llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count, int then = 0);
   /// The count stepsGreedy runs fastest (1: it only loops stepGreedy).
   virtual int greedyChainLength() const { return 1; }
   virtual uint64_t arenaBytes() const = 0;
@@ -51,7 +57,8 @@ public:
   virtual llvm::Expected<double> copyBandwidth() = 0;
 
 protected:
-  /// The steps timeGreedySteps times: stepsGreedy chain after chain.
+  /// The steps timeGreedySteps times: stepsGreedy chain after chain, each
+  /// call announcing the next, as the decode loop does.
   llvm::Error runGreedySteps(int token, int firstPos, int steps);
 
   std::vector<int> stepsOutput_; // stepsGreedy's default: grows once, then reused

@@ -9,7 +9,7 @@
 
 namespace llamac::runtime {
 
-llvm::Expected<llvm::ArrayRef<int>> Engine::stepsGreedy(int token, int pos, int count) {
+llvm::Expected<llvm::ArrayRef<int>> Engine::stepsGreedy(int token, int pos, int count, int /*then*/) {
   if (stepsOutput_.size() < size_t(count)) stepsOutput_.resize(count);
   for (int i = 0; i < count; ++i) {
     auto next = stepGreedy(token, pos + i);
@@ -22,7 +22,8 @@ llvm::Expected<llvm::ArrayRef<int>> Engine::stepsGreedy(int token, int pos, int 
 llvm::Error Engine::runGreedySteps(int token, int firstPos, int steps) {
   for (int done = 0; done < steps;) {
     int count = std::min(greedyChainLength(), steps - done);
-    auto outputs = stepsGreedy(token, firstPos + done, count);
+    int then = std::min(greedyChainLength(), steps - done - count);
+    auto outputs = stepsGreedy(token, firstPos + done, count, then);
     if (!outputs) return outputs.takeError();
     token = outputs->back();
     done += count;
@@ -63,8 +64,8 @@ llvm::Expected<GenerateResult> generate(Engine &engine, const Tokenizer *tokeniz
   int token = prompt[0];
   if (!tokenizer) emit(-1, token);
   // Greedy tokens after the prompt come from chains of steps run on the
-  // device; a chain may run past the end of the text (a BOS), which costs
-  // only the extra steps.
+  // device, each call announcing the chain after it; a chain may run past
+  // the end of the text (a BOS), which costs only the extra steps.
   const int chain = engine.greedyChainLength();
   llvm::ArrayRef<int> chained;
   for (int pos = 0; pos < options.steps; ++pos) {
@@ -72,7 +73,8 @@ llvm::Expected<GenerateResult> generate(Engine &engine, const Tokenizer *tokeniz
     int next;
     if (!inPrompt && options.temperature == 0.0f && chain > 1) {
       if (chained.empty()) {
-        auto outputs = engine.stepsGreedy(token, pos, std::min(chain, options.steps - pos));
+        int count = std::min(chain, options.steps - pos);
+        auto outputs = engine.stepsGreedy(token, pos, count, std::min(chain, options.steps - pos - count));
         if (!outputs) return outputs.takeError();
         chained = *outputs;
       }

@@ -10,8 +10,13 @@
 // output back, all on one stream with one synchronization.
 //
 // Greedy decoding chains steps on the device: a third graph runs
-// kChainDefault steps, and the host reads the tokens once per chain.
-// LLAMAC_CHAIN=n sets the length (1: no chaining). The graph is
+// kChainDefault steps, and the host reads the tokens once per chain. The
+// chain the caller announces next (stepsGreedy's `then`) is launched before
+// the host waits for this one: it continues from the token and position the
+// device holds, so the GPU goes from chain to chain without waiting for the
+// host; a second stream copies each chain's tokens out, so the next chain
+// does not wait for the copy either. LLAMAC_CHAIN=n sets the length (1: no
+// chaining). The graph is
 // greedy_chain_start (the embedding) and then greedy_chain_step n times,
 // whose classifier advances pos and whose last kernel feeds the token back
 // and writes the next step's embedding (codegen/kernels/advance.cuh); plans
@@ -118,12 +123,14 @@ struct Program {
 };
 
 // The step scalars in device memory (and their pinned host mirror), int32
-// slots: the token, the position, and from kHistorySlot the chain's first
-// position followed by one token per chained step.
+// slots: the token, the position, and from kHistorySlot the first position
+// of a run of chains followed by one token per chained step, room for every
+// position of the KV cache (so a chain running ahead never overwrites the
+// tokens the host is reading).
 constexpr int kTokenSlot = 0, kPosSlot = 1, kHistorySlot = 16;
-constexpr int kMaxChain = 32;
+constexpr int kMaxChain = 64;
 constexpr int kChainDefault = 16;
-constexpr uint64_t kScalarsBytes = 4 * (kHistorySlot + 1 + kMaxChain);
+constexpr uint64_t scalarsBytes(uint64_t seqLen) { return 4 * (kHistorySlot + 1 + seqLen); }
 
 /// LLAMAC_TIMELINE's buffer: a 64-byte header (the record count) and the
 /// records, 48 bytes each (common.cuh's TimelineRecord).
@@ -155,7 +162,7 @@ public:
     return llvm::MutableArrayRef<float>(reinterpret_cast<float *>(hostOutput_), logits_.outputBytes / 4);
   }
 
-  llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count) override;
+  llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count, int then) override;
   int greedyChainLength() const override { return chain_ ? chainLength_ : 1; }
 
   llvm::Expected<double> timeGreedySteps(int token, int firstPos, int steps) override;
@@ -182,6 +189,13 @@ private:
   /// Captures greedy_chain_start, then chainLength_ x greedy_chain_step, as
   /// one graph; or chainLength_ x (@decode_greedy, advance_greedy).
   llvm::Error captureChain();
+  /// Launches the chain for positions [pos, pos + chainLength_) and, on the
+  /// copy stream once it has run, its tokens' copy to the host and `done`
+  /// (the scalars already set).
+  llvm::Error launchChain(int pos, CUevent done);
+  /// Forgets the chain running ahead, once it has finished (a step that does
+  /// not continue it changes what it computed from).
+  llvm::Error dropChainAhead();
   /// Writes LLAMAC_TIMELINE's records and kernel names.
   void writeTimeline();
 
@@ -198,6 +212,18 @@ private:
   Program logits_, greedy_, advance_, chainStart_, chainStep_;
   CUgraphExec chain_ = nullptr;
   int chainLength_ = 0;
+  /// The run of chains: the position whose history slot is 0, the chain
+  /// launched ahead (pos -1: none), the token it continues from once the
+  /// host has read it, and per chain in flight an event when it has run
+  /// (chainRan_) and one when its tokens are copied (chainDone_, on
+  /// copyStream_).
+  int historyBase_ = 0;
+  struct {
+    int pos = -1, token = -1;
+    CUevent done = nullptr;
+  } ahead_;
+  CUstream copyStream_ = nullptr;
+  CUevent chainRan_[2] = {}, chainDone_[2] = {};
   std::vector<std::string> kernelNames_;
   bool syncEachLaunch_ = false;
   bool dependentLaunch_ = false;
@@ -205,6 +231,11 @@ private:
 };
 
 CudaEngine::~CudaEngine() {
+  if (stream_) cu.streamSynchronize(stream_); // a chain may still run ahead
+  if (copyStream_) cu.streamSynchronize(copyStream_);
+  for (CUevent e : {chainRan_[0], chainRan_[1], chainDone_[0], chainDone_[1]})
+    if (e) cu.eventDestroy(e);
+  if (copyStream_) cu.streamDestroy(copyStream_);
   for (Program *p : {&logits_, &greedy_, &advance_, &chainStart_, &chainStep_})
     if (p->graph) cu.graphExecDestroy(p->graph);
   if (chain_) cu.graphExecDestroy(chain_);
@@ -249,9 +280,10 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   if (auto e = cu.check(cu.memsetD8(arena_, 0, std::max<uint64_t>(arenaBytes_, 256)), "cuMemsetD8(arena)")) return e;
   if (auto e = cu.check(cu.memAlloc(&kv_, std::max<uint64_t>(kvBytes_, 256)), "cuMemAlloc(KV cache)")) return e;
   if (auto e = cu.check(cu.memsetD8(kv_, 0, std::max<uint64_t>(kvBytes_, 256)), "cuMemsetD8(KV cache)")) return e;
-  if (auto e = cu.check(cu.memAlloc(&scalars_, kScalarsBytes), "cuMemAlloc(step scalars)")) return e;
-  if (auto e = cu.check(cu.memsetD8(scalars_, 0, kScalarsBytes), "cuMemsetD8(step scalars)")) return e;
-  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostScalars_), kScalarsBytes, 0),
+  const uint64_t scalarBytes = scalarsBytes(seqLen_);
+  if (auto e = cu.check(cu.memAlloc(&scalars_, scalarBytes), "cuMemAlloc(step scalars)")) return e;
+  if (auto e = cu.check(cu.memsetD8(scalars_, 0, scalarBytes), "cuMemsetD8(step scalars)")) return e;
+  if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostScalars_), scalarBytes, 0),
                         "cuMemHostAlloc"))
     return e;
 
@@ -287,8 +319,13 @@ llvm::Error CudaEngine::init(const LoadedPlan &plan, llvm::raw_ostream *log) {
   // Plans from before advance_greedy, LLAMAC_CUDA_SYNC=1 and the ranks of a
   // tensor parallel plan (whose engine steps them together) step one by one.
   if (chainLength_ > 1 && (chainsWholeSteps() || !advance_.launches.empty()) && !syncEachLaunch_ &&
-      !rank_.collective)
+      !rank_.collective) {
     if (auto e = captureChain()) return e;
+    for (CUevent *event : {&chainRan_[0], &chainRan_[1], &chainDone_[0], &chainDone_[1]})
+      if (auto e = cu.check(cu.eventCreate(event, CU_EVENT_DISABLE_TIMING), "cuEventCreate(chain)")) return e;
+    if (auto e = cu.check(cu.streamCreate(&copyStream_, CU_STREAM_NON_BLOCKING), "cuStreamCreate(token copies)"))
+      return e;
+  }
   if (auto e = cu.check(cu.memHostAlloc(reinterpret_cast<void **>(&hostOutput_), outputBytes, 0), "cuMemHostAlloc"))
     return e;
   return llvm::Error::success();
@@ -601,31 +638,70 @@ llvm::Error CudaEngine::captureChain() {
       chain_);
 }
 
-llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, int count) {
-  if (!chain_ || count != chainLength_) return Engine::stepsGreedy(token, pos, count);
+llvm::Error CudaEngine::launchChain(int pos, CUevent done) {
+  CUevent ran = chainRan_[done == chainDone_[0] ? 0 : 1];
+  if (auto e = cu.check(cu.graphLaunch(chain_, stream_), "cuGraphLaunch(chain)")) return e;
+  if (auto e = cu.check(cu.eventRecord(ran, stream_), "cuEventRecord(chain)")) return e;
+  if (auto e = cu.check(cu.streamWaitEvent(copyStream_, ran, 0), "cuStreamWaitEvent(chain)")) return e;
+  // The token of the step at position p lands in history slot p + 1 - base.
+  const int first = kHistorySlot + 1 + pos - historyBase_;
+  if (auto e = cu.check(cu.memcpyDtoHAsync(hostScalars_ + first, scalars_ + 4 * first, 4 * chainLength_,
+                                           copyStream_),
+                        "cuMemcpyDtoHAsync(chained tokens)"))
+    return e;
+  return cu.check(cu.eventRecord(done, copyStream_), "cuEventRecord(chain)");
+}
+
+llvm::Error CudaEngine::dropChainAhead() {
+  if (ahead_.pos < 0) return llvm::Error::success();
+  ahead_.pos = -1;
+  return cu.check(cu.eventSynchronize(ahead_.done), "cuEventSynchronize (the chain run ahead; a kernel failed, "
+                                                    "LLAMAC_CUDA_SYNC=1 names it)");
+}
+
+llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, int count, int then) {
+  if (!chain_ || count != chainLength_) {
+    if (auto e = dropChainAhead()) return e;
+    return Engine::stepsGreedy(token, pos, count, then);
+  }
   if (auto e = checkStep(token, pos)) return e;
   if (uint64_t(pos) + count > seqLen_)
     return error(llvm::formatv("positions {0} to {1} are outside the KV cache's {2} positions", pos, pos + count - 1,
                                seqLen_));
-  hostScalars_[kTokenSlot] = token;
-  hostScalars_[kPosSlot] = pos;
-  hostScalars_[kHistorySlot] = pos;
-  if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 4 * (kHistorySlot + 1), stream_),
-                        "cuMemcpyHtoDAsync(step scalars)"))
+  CUevent done;
+  if (ahead_.pos == pos && ahead_.token == token) {
+    done = ahead_.done; // this chain is already running
+    ahead_.pos = -1;
+  } else {
+    if (auto e = dropChainAhead()) return e;
+    done = chainDone_[0];
+    historyBase_ = pos;
+    hostScalars_[kTokenSlot] = token;
+    hostScalars_[kPosSlot] = pos;
+    hostScalars_[kHistorySlot] = pos;
+    if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 4 * (kHistorySlot + 1), stream_),
+                          "cuMemcpyHtoDAsync(step scalars)"))
+      return e;
+    if (auto e = launchChain(pos, done)) return e;
+  }
+  // The next chain reads the token and position this one leaves on the
+  // device; its tokens land after these, in slots the host is not reading.
+  if (then == chainLength_ && uint64_t(pos) + count + then <= seqLen_) {
+    ahead_.done = done == chainDone_[0] ? chainDone_[1] : chainDone_[0];
+    if (auto e = launchChain(pos + count, ahead_.done)) return e;
+    ahead_.pos = pos + count;
+  }
+  if (auto e = cu.check(cu.eventSynchronize(done), "cuEventSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 "
+                                                   "names it)"))
     return e;
-  if (auto e = cu.check(cu.graphLaunch(chain_, stream_), "cuGraphLaunch(chain)")) return e;
-  int32_t *tokens = hostScalars_ + kHistorySlot + 1;
-  if (auto e = cu.check(cu.memcpyDtoHAsync(tokens, scalars_ + 4 * (kHistorySlot + 1), 4 * count, stream_),
-                        "cuMemcpyDtoHAsync(chained tokens)"))
-    return e;
-  if (auto e = cu.check(cu.streamSynchronize(stream_), "cuStreamSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 "
-                                                       "names it)"))
-    return e;
-  return llvm::ArrayRef<int>(tokens, count);
+  llvm::ArrayRef<int> tokens(hostScalars_ + kHistorySlot + 1 + pos - historyBase_, count);
+  ahead_.token = tokens.back();
+  return tokens;
 }
 
 llvm::Error CudaEngine::run(const Program &program, int token, int pos) {
   if (auto e = checkStep(token, pos)) return e;
+  if (auto e = dropChainAhead()) return e;
   hostScalars_[kTokenSlot] = token;
   hostScalars_[kPosSlot] = pos;
   if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 8, stream_), "cuMemcpyHtoDAsync(token, pos)"))

@@ -116,6 +116,37 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
       pos += count;
     }
     EXPECT_EQ(gpuTokens, cpuTokens);
+
+    // Announced chains (`then`, as the decode loop calls): each call starts
+    // the next chain before it waits, and the tokens stay the same.
+    auto expected = [&](int pos, int count) {
+      return std::vector<int>(cpuTokens.begin() + pos, cpuTokens.begin() + pos + count);
+    };
+    std::vector<int> announced;
+    gpuToken = 1;
+    for (int pos = 0; pos + chain <= steps; pos += chain) {
+      auto g = (*gpu)->stepsGreedy(gpuToken, pos, chain, pos + 2 * chain <= steps ? chain : 0);
+      ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+      announced.insert(announced.end(), g->begin(), g->end());
+      gpuToken = announced.back();
+    }
+    EXPECT_EQ(announced, expected(0, int(announced.size())));
+    // An announced chain not taken (models of 3 chains or more): a step at
+    // its first position (another token, so another K and V row there)
+    // while it runs ahead. The call that then continues as announced must
+    // compute the chain again, or the chain after it reads the other token's
+    // row.
+    if (steps < 3 * chain) continue;
+    auto first = (*gpu)->stepsGreedy(1, 0, chain, chain);
+    ASSERT_TRUE(bool(first)) << llvm::toString(first.takeError());
+    EXPECT_EQ(std::vector<int>(first->begin(), first->end()), expected(0, chain));
+    ASSERT_TRUE(bool((*gpu)->stepLogits((cpuTokens[chain - 1] + 1) % vocab, chain)));
+    auto second = (*gpu)->stepsGreedy(cpuTokens[chain - 1], chain, chain, chain);
+    ASSERT_TRUE(bool(second)) << llvm::toString(second.takeError());
+    EXPECT_EQ(std::vector<int>(second->begin(), second->end()), expected(chain, chain));
+    auto third = (*gpu)->stepsGreedy(cpuTokens[2 * chain - 1], 2 * chain, chain, 0);
+    ASSERT_TRUE(bool(third)) << llvm::toString(third.takeError());
+    EXPECT_EQ(std::vector<int>(third->begin(), third->end()), expected(2 * chain, chain));
   }
 }
 
