@@ -36,10 +36,10 @@ public:
   /// graph, with no host round trip between them.
   ///
   /// `then`: how many steps the caller asks for next, continuing from this
-  /// call's last output at pos + count (0: none, or not known). The CUDA
-  /// engine starts a chain of that many before it waits for this one, so the
-  /// device does not idle while the host reads these tokens; the next call
-  /// that continues so finds it running. Any other call discards it.
+  /// call's last output at pos + count (0: none, or not known). When that is
+  /// a whole chain, the CUDA engine starts it before it waits for this one,
+  /// so the device does not idle while the host reads these tokens; the next
+  /// call that continues so finds it running. Any other call discards it.
   virtual llvm::Expected<llvm::ArrayRef<int>> stepsGreedy(int token, int pos, int count, int then = 0);
   /// The count stepsGreedy runs fastest (1: it only loops stepGreedy).
   virtual int greedyChainLength() const { return 1; }

@@ -194,8 +194,13 @@ private:
   /// (the scalars already set).
   llvm::Error launchChain(int pos, CUevent done);
   /// Forgets the chain running ahead, once it has finished (a step that does
-  /// not continue it changes what it computed from).
+  /// not continue it changes what it computed from). Every path that writes
+  /// the step scalars or steps otherwise calls it first: a chain taken as
+  /// announced trusts the token and position the device holds.
   llvm::Error dropChainAhead();
+  /// After a failed launch or wait: lets both streams finish what they were
+  /// given and forgets the chain ahead, then returns `e`.
+  llvm::Error abandonChains(llvm::Error e);
   /// Writes LLAMAC_TIMELINE's records and kernel names.
   void writeTimeline();
 
@@ -652,6 +657,13 @@ llvm::Error CudaEngine::launchChain(int pos, CUevent done) {
   return cu.check(cu.eventRecord(done, copyStream_), "cuEventRecord(chain)");
 }
 
+llvm::Error CudaEngine::abandonChains(llvm::Error e) {
+  cu.streamSynchronize(stream_);
+  cu.streamSynchronize(copyStream_);
+  ahead_.pos = -1;
+  return e;
+}
+
 llvm::Error CudaEngine::dropChainAhead() {
   if (ahead_.pos < 0) return llvm::Error::success();
   ahead_.pos = -1;
@@ -682,18 +694,18 @@ llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, 
     if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 4 * (kHistorySlot + 1), stream_),
                           "cuMemcpyHtoDAsync(step scalars)"))
       return e;
-    if (auto e = launchChain(pos, done)) return e;
+    if (auto e = launchChain(pos, done)) return abandonChains(std::move(e));
   }
   // The next chain reads the token and position this one leaves on the
   // device; its tokens land after these, in slots the host is not reading.
   if (then == chainLength_ && uint64_t(pos) + count + then <= seqLen_) {
     ahead_.done = done == chainDone_[0] ? chainDone_[1] : chainDone_[0];
-    if (auto e = launchChain(pos + count, ahead_.done)) return e;
+    if (auto e = launchChain(pos + count, ahead_.done)) return abandonChains(std::move(e));
     ahead_.pos = pos + count;
   }
   if (auto e = cu.check(cu.eventSynchronize(done), "cuEventSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 "
                                                    "names it)"))
-    return e;
+    return abandonChains(std::move(e));
   llvm::ArrayRef<int> tokens(hostScalars_ + kHistorySlot + 1 + pos - historyBase_, count);
   ahead_.token = tokens.back();
   return tokens;
@@ -743,7 +755,8 @@ llvm::Expected<double> timeOnStream(const CudaDriver &cu, CUstream stream, Body 
 
 llvm::Expected<double> CudaEngine::timeGreedySteps(int token, int firstPos, int steps) {
   // As the decode loop runs: chains of steps, each read back by the host,
-  // so the events bracket exactly what a user waits for.
+  // so the events bracket exactly what a user waits for (the last call
+  // waits for its tokens' copy on the host before the stop is recorded).
   return timeOnStream(cu, stream_, [&] { return runGreedySteps(token, firstPos, steps); });
 }
 

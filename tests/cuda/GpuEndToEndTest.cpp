@@ -132,11 +132,20 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
     }
     EXPECT_EQ(announced, expected(0, int(announced.size())));
     // An announced chain not taken (models of 3 chains or more): a step at
-    // its first position (another token, so another K and V row there)
-    // while it runs ahead. The call that then continues as announced must
-    // compute the chain again, or the chain after it reads the other token's
-    // row.
+    // its first position, with another token, while it runs ahead. The call
+    // that then continues as announced must compute that chain again: the
+    // chain ahead was computed before the step, and what the device holds
+    // now is the step's token and position, which the chain it would launch
+    // ahead would continue from. First the history is filled with other
+    // tokens (chains from another first token), so that no slot already
+    // holds the expected ones.
     if (steps < 3 * chain) continue;
+    gpuToken = 2;
+    for (int pos = 0; pos < 3 * chain; pos += chain) {
+      auto g = (*gpu)->stepsGreedy(gpuToken, pos, chain, pos + chain < 3 * chain ? chain : 0);
+      ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+      gpuToken = g->back();
+    }
     auto first = (*gpu)->stepsGreedy(1, 0, chain, chain);
     ASSERT_TRUE(bool(first)) << llvm::toString(first.takeError());
     EXPECT_EQ(std::vector<int>(first->begin(), first->end()), expected(0, chain));
