@@ -241,9 +241,10 @@ template <int K, bool RmsPrologue> __device__ __forceinline__ float inputScaleAf
 /// so it may only read what no earlier kernel of the step writes (weights,
 /// the position: common.cuh's positionBeforeWait); afterWait(task) once x
 /// may be read, before the sums, to issue loads the epilogue needs so that
-/// their latency overlaps the sums'. Both run on every lane of the task's warps. What the epilogue
-/// would otherwise compute or load after the sums is then off the kernel's
-/// critical path (bench/NOTES.md, session 8: a timeline of the decode step).
+/// their latency overlaps the sums'. Both run on every lane of the task's
+/// warps. What the epilogue would otherwise compute or load after the sums
+/// is then off the kernel's critical path (bench/NOTES.md, session 8: a
+/// timeline of the decode step).
 struct NoEarlyWork {
   __device__ __forceinline__ void beforeWait(int) {}
   __device__ __forceinline__ void afterWait(int) {}

@@ -190,9 +190,13 @@ private:
   /// one graph; or chainLength_ x (@decode_greedy, advance_greedy).
   llvm::Error captureChain();
   /// Launches the chain for positions [pos, pos + chainLength_) and, on the
-  /// copy stream once it has run, its tokens' copy to the host and `done`
-  /// (the scalars already set).
-  llvm::Error launchChain(int pos, CUevent done);
+  /// copy stream once it has run, its tokens' copy to the host, with the
+  /// events of `slot` (0 or 1) after each (the scalars already set).
+  llvm::Error launchChain(int pos, int slot);
+  /// The scalar slot of the token produced at position `pos`: p + 1 - the
+  /// run's first position (history[0], which only stepsGreedy writes, from
+  /// its host mirror).
+  int historySlotOf(int pos) const { return kHistorySlot + 1 + pos - hostScalars_[kHistorySlot]; }
   /// Forgets the chain running ahead, once it has finished (a step that does
   /// not continue it changes what it computed from). Every path that writes
   /// the step scalars or steps otherwise calls it first: a chain taken as
@@ -217,15 +221,12 @@ private:
   Program logits_, greedy_, advance_, chainStart_, chainStep_;
   CUgraphExec chain_ = nullptr;
   int chainLength_ = 0;
-  /// The run of chains: the position whose history slot is 0, the chain
-  /// launched ahead (pos -1: none), the token it continues from once the
-  /// host has read it, and per chain in flight an event when it has run
-  /// (chainRan_) and one when its tokens are copied (chainDone_, on
-  /// copyStream_).
-  int historyBase_ = 0;
+  /// The chain launched ahead (pos -1: none), the token it continues from
+  /// once the host has read it, and its event slot; per slot (one per chain
+  /// in flight) an event when the chain has run (chainRan_) and one when its
+  /// tokens are copied (chainDone_, on copyStream_).
   struct {
-    int pos = -1, token = -1;
-    CUevent done = nullptr;
+    int pos = -1, token = -1, slot = 0;
   } ahead_;
   CUstream copyStream_ = nullptr;
   CUevent chainRan_[2] = {}, chainDone_[2] = {};
@@ -643,18 +644,16 @@ llvm::Error CudaEngine::captureChain() {
       chain_);
 }
 
-llvm::Error CudaEngine::launchChain(int pos, CUevent done) {
-  CUevent ran = chainRan_[done == chainDone_[0] ? 0 : 1];
+llvm::Error CudaEngine::launchChain(int pos, int slot) {
   if (auto e = cu.check(cu.graphLaunch(chain_, stream_), "cuGraphLaunch(chain)")) return e;
-  if (auto e = cu.check(cu.eventRecord(ran, stream_), "cuEventRecord(chain)")) return e;
-  if (auto e = cu.check(cu.streamWaitEvent(copyStream_, ran, 0), "cuStreamWaitEvent(chain)")) return e;
-  // The token of the step at position p lands in history slot p + 1 - base.
-  const int first = kHistorySlot + 1 + pos - historyBase_;
+  if (auto e = cu.check(cu.eventRecord(chainRan_[slot], stream_), "cuEventRecord(chain)")) return e;
+  if (auto e = cu.check(cu.streamWaitEvent(copyStream_, chainRan_[slot], 0), "cuStreamWaitEvent(chain)")) return e;
+  const int first = historySlotOf(pos);
   if (auto e = cu.check(cu.memcpyDtoHAsync(hostScalars_ + first, scalars_ + 4 * first, 4 * chainLength_,
                                            copyStream_),
                         "cuMemcpyDtoHAsync(chained tokens)"))
     return e;
-  return cu.check(cu.eventRecord(done, copyStream_), "cuEventRecord(chain)");
+  return cu.check(cu.eventRecord(chainDone_[slot], copyStream_), "cuEventRecord(chain)");
 }
 
 llvm::Error CudaEngine::abandonChains(llvm::Error e) {
@@ -667,8 +666,8 @@ llvm::Error CudaEngine::abandonChains(llvm::Error e) {
 llvm::Error CudaEngine::dropChainAhead() {
   if (ahead_.pos < 0) return llvm::Error::success();
   ahead_.pos = -1;
-  return cu.check(cu.eventSynchronize(ahead_.done), "cuEventSynchronize (the chain run ahead; a kernel failed, "
-                                                    "LLAMAC_CUDA_SYNC=1 names it)");
+  return cu.check(cu.eventSynchronize(chainDone_[ahead_.slot]),
+                  "cuEventSynchronize (the chain run ahead; a kernel failed, LLAMAC_CUDA_SYNC=1 names it)");
 }
 
 llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, int count, int then) {
@@ -680,33 +679,31 @@ llvm::Expected<llvm::ArrayRef<int>> CudaEngine::stepsGreedy(int token, int pos, 
   if (uint64_t(pos) + count > seqLen_)
     return error(llvm::formatv("positions {0} to {1} are outside the KV cache's {2} positions", pos, pos + count - 1,
                                seqLen_));
-  CUevent done;
+  int slot = 0;
   if (ahead_.pos == pos && ahead_.token == token) {
-    done = ahead_.done; // this chain is already running
+    slot = ahead_.slot; // this chain is already running
     ahead_.pos = -1;
   } else {
     if (auto e = dropChainAhead()) return e;
-    done = chainDone_[0];
-    historyBase_ = pos;
     hostScalars_[kTokenSlot] = token;
     hostScalars_[kPosSlot] = pos;
     hostScalars_[kHistorySlot] = pos;
     if (auto e = cu.check(cu.memcpyHtoDAsync(scalars_, hostScalars_, 4 * (kHistorySlot + 1), stream_),
                           "cuMemcpyHtoDAsync(step scalars)"))
       return e;
-    if (auto e = launchChain(pos, done)) return abandonChains(std::move(e));
+    if (auto e = launchChain(pos, slot)) return abandonChains(std::move(e));
   }
   // The next chain reads the token and position this one leaves on the
   // device; its tokens land after these, in slots the host is not reading.
   if (then == chainLength_ && uint64_t(pos) + count + then <= seqLen_) {
-    ahead_.done = done == chainDone_[0] ? chainDone_[1] : chainDone_[0];
-    if (auto e = launchChain(pos + count, ahead_.done)) return abandonChains(std::move(e));
+    ahead_.slot = 1 - slot;
+    if (auto e = launchChain(pos + count, ahead_.slot)) return abandonChains(std::move(e));
     ahead_.pos = pos + count;
   }
-  if (auto e = cu.check(cu.eventSynchronize(done), "cuEventSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 "
-                                                   "names it)"))
+  if (auto e = cu.check(cu.eventSynchronize(chainDone_[slot]),
+                        "cuEventSynchronize (a kernel failed; LLAMAC_CUDA_SYNC=1 names it)"))
     return abandonChains(std::move(e));
-  llvm::ArrayRef<int> tokens(hostScalars_ + kHistorySlot + 1 + pos - historyBase_, count);
+  llvm::ArrayRef<int> tokens(hostScalars_ + historySlotOf(pos), count);
   ahead_.token = tokens.back();
   return tokens;
 }

@@ -137,13 +137,17 @@ void compareWithCpu(const std::string &flags, double tolerance, bool randomShape
     // chain ahead was computed before the step, and what the device holds
     // now is the step's token and position, which the chain it would launch
     // ahead would continue from. First the history is filled with other
-    // tokens (chains from another first token), so that no slot already
-    // holds the expected ones.
+    // tokens (chains from another first token), so that the slots `third`
+    // would read without the discard do not already hold the expected ones.
     if (steps < 3 * chain) continue;
     gpuToken = 2;
     for (int pos = 0; pos < 3 * chain; pos += chain) {
       auto g = (*gpu)->stepsGreedy(gpuToken, pos, chain, pos + chain < 3 * chain ? chain : 0);
       ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+      if (pos == 2 * chain) {
+        ASSERT_NE(std::vector<int>(g->begin(), g->end()), expected(2 * chain, chain))
+            << "the other first token gave the same tokens: the check below could not fail";
+      }
       gpuToken = g->back();
     }
     auto first = (*gpu)->stepsGreedy(1, 0, chain, chain);
